@@ -1,0 +1,291 @@
+//! 2-d convolution (cross-correlation, as in PyTorch) with stride, padding, dilation and groups,
+//! computed as im2col + GEMM per image, images in parallel.
+//!
+//! Shapes: input `(N, C, H, W)`, weight `(OC, C/G, KH, KW)`, output `(N, OC, OH, OW)` with
+//! `OH = (H + 2·pad − dil·(KH − 1) − 1)/stride + 1` (likewise OW).
+//! Backward: `dX = col2im(Wᵀ·dY)` per image; `dW = Σₙ dYₙ·colsₙᵀ`, summed over fixed groups of
+//! images in a fixed order so that the result does not depend on the thread count.
+
+use crate::autograd::Op;
+use crate::backend::cpu::gemm::{MatRef, gemm};
+use crate::backend::cpu::im2col::{Window, col2im, im2col};
+use crate::error::{Error, Result};
+use crate::tensor::{Float, Shape, Tensor};
+use rayon::prelude::*;
+
+/// Stride, padding, dilation (each as (rows, cols)) and group count of a convolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dParams {
+    pub stride: (usize, usize),
+    pub padding: (usize, usize),
+    pub dilation: (usize, usize),
+    pub groups: usize,
+}
+
+impl Default for Conv2dParams {
+    fn default() -> Self {
+        Conv2dParams {
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+        }
+    }
+}
+
+impl Conv2dParams {
+    /// Square stride and padding, no dilation, one group.
+    pub fn new(stride: usize, padding: usize) -> Self {
+        Conv2dParams {
+            stride: (stride, stride),
+            padding: (padding, padding),
+            ..Self::default()
+        }
+    }
+}
+
+/// Everything the forward and backward kernels need, derived once from the shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dGeometry {
+    pub batch: usize,
+    pub out_channels: usize,
+    pub groups: usize,
+    /// Sweep of one group's input channels over one image.
+    pub window: Window,
+}
+
+impl Conv2dGeometry {
+    fn new(input: &[usize], weight: &[usize], p: Conv2dParams) -> Result<Self> {
+        let bad = |why: String| {
+            Error::invalid(
+                "conv2d",
+                format!("{why} (input {input:?}, weight {weight:?}, {p:?})"),
+            )
+        };
+        if input.len() != 4 || weight.len() != 4 {
+            return Err(Error::ShapeMismatch {
+                op: "conv2d (input (N,C,H,W) and weight (OC,C/groups,KH,KW) must be 4-d)",
+                lhs: input.to_vec(),
+                rhs: weight.to_vec(),
+            });
+        }
+        let [n, c, h, w] = [input[0], input[1], input[2], input[3]];
+        let [oc, cg, kh, kw] = [weight[0], weight[1], weight[2], weight[3]];
+        if p.groups == 0
+            || p.stride.0 == 0
+            || p.stride.1 == 0
+            || p.dilation.0 == 0
+            || p.dilation.1 == 0
+        {
+            return Err(bad("stride, dilation and groups must be positive".into()));
+        }
+        if cg * p.groups != c || oc % p.groups != 0 || kh == 0 || kw == 0 {
+            return Err(Error::ShapeMismatch {
+                op: "conv2d (need C = groups·weight[1], OC divisible by groups, kernel ≥ 1)",
+                lhs: input.to_vec(),
+                rhs: weight.to_vec(),
+            });
+        }
+        let span_h = p.dilation.0 * (kh - 1) + 1;
+        let span_w = p.dilation.1 * (kw - 1) + 1;
+        if h + 2 * p.padding.0 < span_h || w + 2 * p.padding.1 < span_w {
+            return Err(bad(format!(
+                "the {span_h}×{span_w} kernel span exceeds the padded input"
+            )));
+        }
+        Ok(Conv2dGeometry {
+            batch: n,
+            out_channels: oc,
+            groups: p.groups,
+            window: Window {
+                channels: cg,
+                height: h,
+                width: w,
+                kernel: (kh, kw),
+                stride: p.stride,
+                padding: p.padding,
+                dilation: p.dilation,
+                out_height: (h + 2 * p.padding.0 - span_h) / p.stride.0 + 1,
+                out_width: (w + 2 * p.padding.1 - span_w) / p.stride.1 + 1,
+            },
+        })
+    }
+
+    fn image_len(&self) -> usize {
+        self.groups * self.window.channels * self.window.height * self.window.width
+    }
+    fn out_image_len(&self) -> usize {
+        self.out_channels * self.window.col_cols()
+    }
+    /// A 1×1 kernel with unit stride and no padding reads the image itself as its columns.
+    fn is_pointwise(&self) -> bool {
+        let w = &self.window;
+        w.kernel == (1, 1) && w.stride == (1, 1) && w.padding == (0, 0)
+    }
+    /// The column matrix of one group of one image (borrowed when pointwise).
+    fn columns<'a, T: Float>(&self, group_image: &'a [T], buf: &'a mut Vec<T>) -> &'a [T] {
+        if self.is_pointwise() {
+            return group_image;
+        }
+        buf.resize(self.window.col_rows() * self.window.col_cols(), T::ZERO);
+        im2col(group_image, &self.window, buf);
+        buf
+    }
+}
+
+/// Images per piece of the weight-gradient sum (fixed, for thread-count-independent results).
+const IMAGES_PER_PIECE: usize = 4;
+
+fn forward<T: Float>(x: &[T], weight: &[T], g: &Conv2dGeometry) -> Vec<T> {
+    let (ocg, rows, cols) = (
+        g.out_channels / g.groups,
+        g.window.col_rows(),
+        g.window.col_cols(),
+    );
+    let group_len = g.image_len() / g.groups;
+    let mut out = vec![T::ZERO; g.batch * g.out_image_len()];
+    out.par_chunks_mut(g.out_image_len().max(1))
+        .zip(x.par_chunks(g.image_len().max(1)))
+        .for_each(|(y, image)| {
+            let mut buf = Vec::new();
+            for grp in 0..g.groups {
+                let cols_m = g.columns(&image[grp * group_len..(grp + 1) * group_len], &mut buf);
+                // (OC/G, C/G·KH·KW) · (C/G·KH·KW, OH·OW) → (OC/G, OH·OW)
+                let w_g = MatRef::new(&weight[grp * ocg * rows..(grp + 1) * ocg * rows], ocg, rows);
+                gemm(
+                    w_g,
+                    MatRef::new(cols_m, rows, cols),
+                    &mut y[grp * ocg * cols..(grp + 1) * ocg * cols],
+                    false,
+                );
+            }
+        });
+    out
+}
+
+pub(crate) fn backward<T: Float>(
+    input: &Tensor<T>,
+    weight: &Tensor<T>,
+    g: &Conv2dGeometry,
+    grad: &Tensor<T>,
+    need_input: bool,
+    need_weight: bool,
+) -> Result<(Option<Tensor<T>>, Option<Tensor<T>>)> {
+    let (ocg, rows, cols) = (
+        g.out_channels / g.groups,
+        g.window.col_rows(),
+        g.window.col_cols(),
+    );
+    let group_len = g.image_len() / g.groups;
+    let (x, w, dy) = (input.data(), weight.data(), grad.data());
+    let out_len = g.out_image_len().max(1);
+
+    let dx = if need_input {
+        let mut dx = vec![T::ZERO; x.len()];
+        dx.par_chunks_mut(g.image_len().max(1))
+            .zip(dy.par_chunks(out_len))
+            .for_each(|(dx_img, dy_img)| {
+                let mut dcols = vec![T::ZERO; rows * cols];
+                for grp in 0..g.groups {
+                    let w_g = MatRef::new(&w[grp * ocg * rows..(grp + 1) * ocg * rows], ocg, rows);
+                    let dy_g =
+                        MatRef::new(&dy_img[grp * ocg * cols..(grp + 1) * ocg * cols], ocg, cols);
+                    let dst = &mut dx_img[grp * group_len..(grp + 1) * group_len];
+                    if g.is_pointwise() {
+                        // (C/G, OC/G) · (OC/G, H·W): the column gradient is the image gradient.
+                        gemm(w_g.t(), dy_g, dst, false);
+                    } else {
+                        // (C/G·KH·KW, OC/G) · (OC/G, OH·OW) → column gradient, folded back.
+                        gemm(w_g.t(), dy_g, &mut dcols, false);
+                        col2im(&dcols, &g.window, dst);
+                    }
+                }
+            });
+        Some(Tensor::from_vec(dx, input.shape().clone())?)
+    } else {
+        None
+    };
+
+    let dw = if need_weight {
+        let piece = IMAGES_PER_PIECE * g.image_len().max(1);
+        let partials: Vec<Vec<T>> = x
+            .par_chunks(piece)
+            .zip(dy.par_chunks(IMAGES_PER_PIECE * out_len))
+            .map(|(xs, dys)| {
+                let mut dw = vec![T::ZERO; w.len()];
+                let mut buf = Vec::new();
+                for (image, dy_img) in xs.chunks(g.image_len().max(1)).zip(dys.chunks(out_len)) {
+                    for grp in 0..g.groups {
+                        let cols_m =
+                            g.columns(&image[grp * group_len..(grp + 1) * group_len], &mut buf);
+                        // (OC/G, OH·OW) · (OH·OW, C/G·KH·KW) accumulated into dW_g
+                        let dy_g = MatRef::new(
+                            &dy_img[grp * ocg * cols..(grp + 1) * ocg * cols],
+                            ocg,
+                            cols,
+                        );
+                        let cols_t = MatRef::new(cols_m, rows, cols).t();
+                        gemm(
+                            dy_g,
+                            cols_t,
+                            &mut dw[grp * ocg * rows..(grp + 1) * ocg * rows],
+                            true,
+                        );
+                    }
+                }
+                dw
+            })
+            .collect();
+        let mut dw = vec![T::ZERO; w.len()];
+        for p in &partials {
+            crate::backend::cpu::simd::add_assign(&mut dw, p);
+        }
+        Some(Tensor::from_vec(dw, weight.shape().clone())?)
+    } else {
+        None
+    };
+    Ok((dx, dw))
+}
+
+impl<T: Float> Tensor<T> {
+    /// 2-d convolution of `(N, C, H, W)` with `weight` `(OC, C/groups, KH, KW)` and an optional
+    /// `bias` `(OC)`, giving `(N, OC, OH, OW)`.
+    pub fn conv2d(
+        &self,
+        weight: &Tensor<T>,
+        bias: Option<&Tensor<T>>,
+        params: Conv2dParams,
+    ) -> Result<Self> {
+        let geometry = Conv2dGeometry::new(self.dims(), weight.dims(), params)?;
+        let out = forward(self.data(), weight.data(), &geometry);
+        let w = &geometry.window;
+        let shape = Shape::new([
+            geometry.batch,
+            geometry.out_channels,
+            w.out_height,
+            w.out_width,
+        ]);
+        let y = Tensor::from_op(
+            out,
+            shape,
+            Op::Conv2d {
+                input: self.clone(),
+                weight: weight.clone(),
+                geometry,
+            },
+        );
+        match bias {
+            None => Ok(y),
+            Some(b) => {
+                if b.dims() != [geometry.out_channels] {
+                    return Err(Error::ShapeMismatch {
+                        op: "conv2d bias (expected (OC))",
+                        lhs: weight.dims().to_vec(),
+                        rhs: b.dims().to_vec(),
+                    });
+                }
+                y.add(&b.reshape(&[geometry.out_channels, 1, 1])?)
+            }
+        }
+    }
+}
