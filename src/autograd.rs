@@ -114,6 +114,7 @@ pub(crate) enum Op<T: Float> {
     Extremum {
         input: Tensor<T>,
         arg: Vec<usize>,
+        largest: bool,
     },
     Conv2d {
         input: Tensor<T>,
@@ -174,7 +175,78 @@ impl OpKind {
     ];
 }
 
+/// The name of every primitive op (unary and binary functions listed one by one), as
+/// [`Tensor::graph_op_names`] reports them. Tests check that the gradient-check table reaches
+/// each of them.
+pub const PRIMITIVE_OPS: &[&str] = &[
+    "neg",
+    "exp",
+    "log",
+    "sqrt",
+    "abs",
+    "relu",
+    "leaky_relu",
+    "gelu",
+    "tanh",
+    "sigmoid",
+    "softplus",
+    "powf",
+    "add_scalar",
+    "mul_scalar",
+    "clamp",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "maximum",
+    "minimum",
+    "pow",
+    "matmul",
+    "reshape",
+    "permute",
+    "broadcast_to",
+    "narrow",
+    "concat",
+    "index_select",
+    "gather",
+    "where",
+    "sum",
+    "max",
+    "min",
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+];
+
 impl<T: Float> Op<T> {
+    /// The op's name, as listed in [`PRIMITIVE_OPS`].
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Op::Unary { kind, .. } => kind.name(),
+            Op::Binary { kind, .. } => kind.name(),
+            Op::MatMul { .. } => "matmul",
+            Op::Reshape { .. } => "reshape",
+            Op::Permute { .. } => "permute",
+            Op::BroadcastTo { .. } => "broadcast_to",
+            Op::Narrow { .. } => "narrow",
+            Op::Concat { .. } => "concat",
+            Op::IndexSelect { .. } => "index_select",
+            Op::Gather { .. } => "gather",
+            Op::Where { .. } => "where",
+            Op::Sum { .. } => "sum",
+            Op::Extremum { largest, .. } => {
+                if *largest {
+                    "max"
+                } else {
+                    "min"
+                }
+            }
+            Op::Conv2d { .. } => "conv2d",
+            Op::MaxPool2d { .. } => "max_pool2d",
+            Op::AvgPool2d { .. } => "avg_pool2d",
+        }
+    }
+
     pub(crate) fn kind(&self) -> OpKind {
         match self {
             Op::Unary { .. } => OpKind::Unary,
@@ -276,7 +348,7 @@ impl<T: Float> Op<T> {
                 vec![needs(on_true).then_some(gt), needs(on_false).then_some(gf)]
             }
             Op::Sum { input, axes } => vec![Some(reduce::sum_backward(grad, input.shape(), axes)?)],
-            Op::Extremum { input, arg } => {
+            Op::Extremum { input, arg, .. } => {
                 vec![Some(reduce::extremum_backward(grad, input.shape(), arg)?)]
             }
             Op::Conv2d {
@@ -396,6 +468,14 @@ impl<T: Float> Tensor<T> {
         topological_order(self)
             .iter()
             .filter_map(|t| t.op().map(Op::kind))
+            .collect()
+    }
+
+    /// The names (see [`PRIMITIVE_OPS`]) of every recorded op in this tensor's graph.
+    pub fn graph_op_names(&self) -> HashSet<&'static str> {
+        topological_order(self)
+            .iter()
+            .filter_map(|t| t.op().map(Op::name))
             .collect()
     }
 }

@@ -33,7 +33,7 @@ pub mod gradcheck;
 pub mod ops;
 pub mod tensor;
 
-pub use autograd::{Gradients, NoGradGuard, OpKind, is_grad_enabled, no_grad};
+pub use autograd::{Gradients, NoGradGuard, OpKind, PRIMITIVE_OPS, is_grad_enabled, no_grad};
 pub use error::{Error, Result};
 pub use gradcheck::{CheckMode, Discrepancy, GradCheckOptions, GradCheckReport, check_gradients};
 pub use ops::conv::Conv2dParams;

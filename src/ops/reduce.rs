@@ -179,6 +179,7 @@ fn extremum<T: Float>(
         Op::Extremum {
             input: x.clone(),
             arg,
+            largest: want_max,
         },
     ))
 }
