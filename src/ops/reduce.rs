@@ -287,7 +287,29 @@ impl<T: Float> Tensor<T> {
     /// `log Σ exp(x)` along `axis`, stable for any finite input: the maximum is subtracted
     /// first (as a constant, which leaves the gradient, `softmax(x)`, exact).
     pub fn logsumexp(&self, axis: isize, keepdim: bool) -> Result<Self> {
-        // A row of all −∞ has max −∞; shifting by it would give NaN, so shift by 0 instead.
+        let (shifted, m) = self.shift_by_max(axis)?;
+        let lse = shifted.exp().sum(&[axis], true)?.log().add(&m)?;
+        if keepdim {
+            Ok(lse)
+        } else {
+            let axis = self.shape().axis("logsumexp", axis)?;
+            lse.squeeze(axis as isize)
+        }
+    }
+    /// `log softmax(x) = (x − m) − log Σ exp(x − m)` along `axis`, with `m` the maximum. The
+    /// maximum is subtracted before the log-sum, so large equal logits lose no digits.
+    pub fn log_softmax(&self, axis: isize) -> Result<Self> {
+        let (shifted, _) = self.shift_by_max(axis)?;
+        shifted.sub(&shifted.exp().sum(&[axis], true)?.log())
+    }
+    /// `softmax(x) = exp(log_softmax(x))` along `axis`.
+    pub fn softmax(&self, axis: isize) -> Result<Self> {
+        Ok(self.log_softmax(axis)?.exp())
+    }
+
+    /// `(x − m, m)` with `m` the maximum along `axis` (kept), taken as a constant. A row of all
+    /// −∞ has maximum −∞; shifting by it would give NaN, so such rows shift by 0.
+    fn shift_by_max(&self, axis: isize) -> Result<(Self, Self)> {
         let m = no_grad(|| -> Result<Tensor<T>> {
             let m = self.max(&[axis], true)?;
             let data = m
@@ -297,21 +319,7 @@ impl<T: Float> Tensor<T> {
                 .collect();
             Tensor::from_vec(data, m.shape().clone())
         })?;
-        let lse = self.sub(&m)?.exp().sum(&[axis], true)?.log().add(&m)?;
-        if keepdim {
-            Ok(lse)
-        } else {
-            let axis = self.shape().axis("logsumexp", axis)?;
-            lse.squeeze(axis as isize)
-        }
-    }
-    /// `log softmax(x) = x − logsumexp(x)` along `axis`.
-    pub fn log_softmax(&self, axis: isize) -> Result<Self> {
-        self.sub(&self.logsumexp(axis, true)?)
-    }
-    /// `softmax(x) = exp(x − logsumexp(x))` along `axis`.
-    pub fn softmax(&self, axis: isize) -> Result<Self> {
-        Ok(self.log_softmax(axis)?.exp())
+        Ok((self.sub(&m)?, m))
     }
 }
 
