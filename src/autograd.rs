@@ -56,6 +56,9 @@ pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// The gradients of a two-input op, `None` where an input needs none.
+pub(crate) type GradPair<T> = (Option<Tensor<T>>, Option<Tensor<T>>);
+
 /// A recorded primitive operation: its inputs and what it saved for backward.
 pub(crate) enum Op<T: Float> {
     Unary {

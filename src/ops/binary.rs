@@ -2,7 +2,7 @@
 //! minimum, pow. Backward multiplies the incoming gradient by each partial derivative and sums
 //! it back over the broadcast dimensions.
 
-use crate::autograd::Op;
+use crate::autograd::{GradPair, Op};
 use crate::backend::cpu::simd;
 use crate::error::Result;
 use crate::ops::reduce::sum_to_shape;
@@ -140,7 +140,7 @@ pub(crate) fn backward<T: Float>(
     grad: &Tensor<T>,
     need_lhs: bool,
     need_rhs: bool,
-) -> Result<(Option<Tensor<T>>, Option<Tensor<T>>)> {
+) -> Result<GradPair<T>> {
     let (ls, rs) = (lhs.shape(), rhs.shape());
     let half = T::from_f64(0.5);
     // At ties, maximum and minimum split the gradient equally (as PyTorch does).

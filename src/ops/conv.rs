@@ -6,7 +6,7 @@
 //! Backward: `dX = col2im(Wᵀ·dY)` per image; `dW = Σₙ dYₙ·colsₙᵀ`, summed over fixed groups of
 //! images in a fixed order so that the result does not depend on the thread count.
 
-use crate::autograd::Op;
+use crate::autograd::{GradPair, Op};
 use crate::backend::cpu::gemm::{MatRef, gemm};
 use crate::backend::cpu::im2col::{Window, col2im, im2col};
 use crate::error::{Error, Result};
@@ -170,7 +170,7 @@ pub(crate) fn backward<T: Float>(
     grad: &Tensor<T>,
     need_input: bool,
     need_weight: bool,
-) -> Result<(Option<Tensor<T>>, Option<Tensor<T>>)> {
+) -> Result<GradPair<T>> {
     let (ocg, rows, cols) = (
         g.out_channels / g.groups,
         g.window.col_rows(),

@@ -2,7 +2,7 @@
 //! dimensions. Backward: `dA = dC·Bᵀ`, `dB = Aᵀ·dC`, summed over broadcast batch dimensions.
 //! Transposes are read through strides, never copied.
 
-use crate::autograd::Op;
+use crate::autograd::{GradPair, Op};
 use crate::backend::cpu::gemm::{MatRef, gemm};
 use crate::error::{Error, Result};
 use crate::ops::reduce::sum_to_shape;
@@ -95,7 +95,7 @@ pub(crate) fn backward<T: Float>(
     grad: &Tensor<T>,
     need_lhs: bool,
     need_rhs: bool,
-) -> Result<(Option<Tensor<T>>, Option<Tensor<T>>)> {
+) -> Result<GradPair<T>> {
     let b = batches(lhs.shape(), rhs.shape())?;
     let (m, k) = (lhs.dims()[lhs.rank() - 2], lhs.dims()[lhs.rank() - 1]);
     let n = rhs.dims()[rhs.rank() - 1];

@@ -17,14 +17,24 @@ struct Plan {
     inner: usize,
 }
 
-/// Resolves `axes`, rejects empty reductions, and returns the (possibly permuted, so that the
-/// reduced axes are one contiguous block) data with its plan and the output shapes.
+/// A reduction ready to run.
+struct Prepared<T: Float> {
+    /// The resolved, sorted axes.
+    axes: Vec<usize>,
+    plan: Plan,
+    out_shape: Shape,
+    /// A copy with the reduced axes moved last, when they were not contiguous.
+    permuted: Option<Tensor<T>>,
+}
+
+/// Resolves `axes`, rejects empty reductions, and plans the reduction (permuting the data when
+/// the reduced axes are not one contiguous block).
 fn prepare<T: Float>(
     op: &'static str,
     x: &Tensor<T>,
     axes: &[isize],
     keepdim: bool,
-) -> Result<(Vec<usize>, Plan, Shape, Option<Tensor<T>>)> {
+) -> Result<Prepared<T>> {
     let shape = x.shape();
     let axes = shape.axes(op, axes)?;
     if axes.iter().any(|&a| shape.dims()[a] == 0) || (shape.rank() == 0 && x.numel() == 0) {
@@ -78,7 +88,12 @@ fn prepare<T: Float>(
             Some(p),
         )
     };
-    Ok((axes, plan, Shape::new(out_dims), permuted))
+    Ok(Prepared {
+        axes,
+        plan,
+        out_shape: Shape::new(out_dims),
+        permuted,
+    })
 }
 
 fn sum_kernel<T: Float>(x: &[T], plan: &Plan) -> Vec<T> {
@@ -167,7 +182,12 @@ fn extremum<T: Float>(
     keepdim: bool,
     want_max: bool,
 ) -> Result<Tensor<T>> {
-    let (axes, plan, out_shape, permuted) = prepare(op, x, axes, keepdim)?;
+    let Prepared {
+        axes,
+        plan,
+        out_shape,
+        permuted,
+    } = prepare(op, x, axes, keepdim)?;
     let src = permuted.as_ref().unwrap_or(x);
     let (vals, mut arg) = extremum_kernel(src.data(), &plan, want_max);
     if permuted.is_some() {
@@ -234,7 +254,12 @@ pub(crate) fn sum_to_shape<T: Float>(x: &Tensor<T>, target: &Shape) -> Result<Te
 impl<T: Float> Tensor<T> {
     /// Sum over `axes` (negative counts from the end; empty means every axis). Derivative: 1.
     pub fn sum(&self, axes: &[isize], keepdim: bool) -> Result<Self> {
-        let (axes, plan, out_shape, permuted) = prepare("sum", self, axes, keepdim)?;
+        let Prepared {
+            axes,
+            plan,
+            out_shape,
+            permuted,
+        } = prepare("sum", self, axes, keepdim)?;
         let out = sum_kernel(permuted.as_ref().unwrap_or(self).data(), &plan);
         Ok(Tensor::from_op(
             out,

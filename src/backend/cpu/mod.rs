@@ -5,6 +5,7 @@
 
 pub mod gemm;
 pub mod im2col;
+pub mod probe;
 pub mod simd;
 
 /// Elements per parallel piece in elementwise maps and full reductions. Fixed, so that the

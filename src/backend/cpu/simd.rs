@@ -151,7 +151,7 @@ fn combine_lanes<T: Float>(mut acc: [T; LANES]) -> T {
     while width > 1 {
         width /= 2;
         for j in 0..width {
-            acc[j] = acc[j] + acc[j + width];
+            acc[j] += acc[j + width];
         }
     }
     acc[0]
@@ -253,7 +253,7 @@ mod tests {
         let b = vec![2.0f32; 35];
         assert_eq!(dot_serial(&a, &b), 2.0 * 595.0);
         let mut acc = vec![1.0f64; 19];
-        axpy(&mut acc, 0.5, &vec![2.0; 19]);
+        axpy(&mut acc, 0.5, &[2.0; 19]);
         assert!(acc.iter().all(|&v| v == 2.0));
     }
 }
