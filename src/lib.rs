@@ -32,6 +32,7 @@ pub mod error;
 pub mod gradcheck;
 pub mod ops;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::{Gradients, NoGradGuard, OpKind, PRIMITIVE_OPS, is_grad_enabled, no_grad};
 pub use error::{Error, Result};
