@@ -11,7 +11,7 @@
 //! Gradients are computed with recording off: higher-order derivatives are not supported.
 
 use crate::error::{Error, Result};
-use crate::ops::{binary, conv, index, matmul, movement, pool, reduce, unary};
+use crate::ops::{binary, conv, index, matmul, movement, pool, reduce, similarity, unary};
 use crate::tensor::{Float, Tensor, TensorId};
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
@@ -133,6 +133,12 @@ pub(crate) enum Op<T: Float> {
         input: Tensor<T>,
         geometry: pool::PoolGeometry,
     },
+    /// Fused `log Σ exp(scale·a_i·b_k)` over allowed k (see `ops::similarity`).
+    SimilarityLse {
+        a: Tensor<T>,
+        b: Tensor<T>,
+        saved: Box<similarity::SimilaritySaved<T>>,
+    },
 }
 
 /// The primitive op kinds, one per [`Op`] variant. Tests use [`OpKind::ALL`] to check that every
@@ -155,10 +161,11 @@ pub enum OpKind {
     Conv2d,
     MaxPool2d,
     AvgPool2d,
+    SimilarityLse,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 16] = [
+    pub const ALL: [OpKind; 17] = [
         OpKind::Unary,
         OpKind::Binary,
         OpKind::MatMul,
@@ -175,6 +182,7 @@ impl OpKind {
         OpKind::Conv2d,
         OpKind::MaxPool2d,
         OpKind::AvgPool2d,
+        OpKind::SimilarityLse,
     ];
 }
 
@@ -219,6 +227,7 @@ pub const PRIMITIVE_OPS: &[&str] = &[
     "conv2d",
     "max_pool2d",
     "avg_pool2d",
+    "similarity_logsumexp",
 ];
 
 impl<T: Float> Op<T> {
@@ -247,6 +256,7 @@ impl<T: Float> Op<T> {
             Op::Conv2d { .. } => "conv2d",
             Op::MaxPool2d { .. } => "max_pool2d",
             Op::AvgPool2d { .. } => "avg_pool2d",
+            Op::SimilarityLse { .. } => "similarity_logsumexp",
         }
     }
 
@@ -268,6 +278,7 @@ impl<T: Float> Op<T> {
             Op::Conv2d { .. } => OpKind::Conv2d,
             Op::MaxPool2d { .. } => OpKind::MaxPool2d,
             Op::AvgPool2d { .. } => OpKind::AvgPool2d,
+            Op::SimilarityLse { .. } => OpKind::SimilarityLse,
         }
     }
 
@@ -291,6 +302,7 @@ impl<T: Float> Op<T> {
             } => vec![on_true, on_false],
             Op::Concat { inputs, .. } => inputs.iter().collect(),
             Op::Conv2d { input, weight, .. } => vec![input, weight],
+            Op::SimilarityLse { a, b, .. } => vec![a, b],
         }
     }
 
@@ -372,6 +384,10 @@ impl<T: Float> Op<T> {
                     input.shape(),
                     geometry,
                 )?)]
+            }
+            Op::SimilarityLse { a, b, saved } => {
+                let (ga, gb) = similarity::backward(a, b, saved, out, grad, needs(a), needs(b))?;
+                vec![ga, gb]
             }
         })
     }

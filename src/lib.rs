@@ -28,6 +28,8 @@
 pub mod autograd;
 #[allow(unsafe_code)]
 pub mod backend;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod error;
 pub mod gradcheck;
 pub mod ops;

@@ -88,3 +88,19 @@ fn conv2d_forward_and_backward() {
         ]
     });
 }
+
+#[test]
+fn similarity_logsumexp_both_regimes() {
+    use contrastive::ops::similarity::{Exclude, SimilarityMode};
+    for mode in [SimilarityMode::Materialize, SimilarityMode::Stream] {
+        same_bits_on_1_and_2_threads(|| {
+            let mut rng = StdRng::seed_from_u64(4);
+            let z = Tensor::<f32>::randn([777, 32], &mut rng).requires_grad_();
+            let l = z
+                .similarity_logsumexp_with(&z, 2.0, Exclude::Diagonal, mode)
+                .unwrap();
+            let g = l.sum_all().unwrap().backward().unwrap();
+            vec![bits(&l), bits(g.get(&z).unwrap())]
+        });
+    }
+}

@@ -4,6 +4,7 @@
 //!
 //! `table_reaches_every_primitive` fails when an op is added to the engine without a row here.
 
+use contrastive::ops::similarity::{Exclude, SimilarityMode};
 use contrastive::{
     BatchNormMode, CheckMode, Conv2dParams, GradCheckOptions, PRIMITIVE_OPS, Result, RunningStats,
     Tensor, check_gradients,
@@ -253,6 +254,21 @@ fn bn_gen(rng: &mut StdRng) -> Vec<Tensor<f64>> {
         tensor(rng, &[c], Domain::Any),
     ]
 }
+fn similarity_gen(rng: &mut StdRng) -> Vec<Tensor<f64>> {
+    let (m, n, d) = (
+        rng.random_range(1..=4),
+        rng.random_range(2..=5),
+        rng.random_range(1..=4),
+    );
+    vec![
+        tensor(rng, &[m, d], Domain::Any),
+        tensor(rng, &[n, d], Domain::Any),
+    ]
+}
+fn square_rows(rng: &mut StdRng) -> Vec<Tensor<f64>> {
+    let (n, d) = (rng.random_range(2..=6), rng.random_range(1..=4));
+    vec![tensor(rng, &[n, d], Domain::Any)]
+}
 fn ce_gen(rng: &mut StdRng) -> Vec<Tensor<f64>> {
     let (n, k) = (rng.random_range(1..=4), rng.random_range(2..=5));
     let targets: Vec<f64> = (0..n).map(|_| rng.random_range(0..k) as f64).collect();
@@ -424,6 +440,29 @@ fn table() -> Vec<Case> {
             };
             x[0].batch_norm(Some(&x[1]), Some(&x[2]), Some(&mut stats), mode)
         }),
+        case!("similarity_lse", similarity_gen, |x| {
+            x[0].similarity_logsumexp_with(
+                &x[1],
+                1.7,
+                Exclude::Nothing,
+                SimilarityMode::Materialize,
+            )
+        }),
+        case!("similarity_lse_stream_diagonal", square_rows, |x| {
+            // a = b: both gradient paths land on the same tensor.
+            x[0].similarity_logsumexp_with(&x[0], 2.0, Exclude::Diagonal, SimilarityMode::Stream)
+        }),
+        case!("similarity_lse_same_label", square_rows, |x| {
+            // Alternating labels: every row keeps the rows of the other label.
+            let n = x[0].dims()[0];
+            let labels: Vec<i64> = (0..n as i64).map(|i| i % 2).collect();
+            let exclude = Exclude::SameLabel {
+                rows: labels.clone(),
+                cols: labels,
+            };
+            let b = x[0].tanh();
+            x[0].similarity_logsumexp_with(&b, 0.5, exclude, SimilarityMode::Stream)
+        }),
         case!("dropout", unary_any, |x| {
             let mut rng = StdRng::seed_from_u64(7);
             x[0].dropout(0.3, true, &mut rng)
@@ -588,6 +627,9 @@ op_tests!(
     global_avg_pool2d,
     batch_norm_train,
     batch_norm_eval,
+    similarity_lse,
+    similarity_lse_stream_diagonal,
+    similarity_lse_same_label,
     dropout,
 );
 

@@ -13,4 +13,5 @@ pub mod movement;
 pub mod norm;
 pub mod pool;
 pub mod reduce;
+pub mod similarity;
 pub mod unary;

@@ -1,0 +1,49 @@
+//! The command-line interface: argument parsing (clap) and the subcommands. Only built with the
+//! `cli` feature; everything it runs lives in the library.
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "contrastive",
+    version,
+    about = "Contrastive representation learning on the CPU"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// What this build runs on: SIMD level, threads, measured FMA peak.
+    Info,
+}
+
+/// Runs the tool; returns the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Info => info(),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
+fn info() -> crate::Result<()> {
+    use crate::backend::cpu::{num_threads, probe::fma_peak_gflops, simd::simd_level};
+    println!("contrastive {}", env!("CARGO_PKG_VERSION"));
+    println!("elementwise kernels: {}", simd_level());
+    println!("threads: {}", num_threads());
+    for width in [256, 512] {
+        if let Some(p) = fma_peak_gflops(width) {
+            println!("f32 FMA peak, one core, {width}-bit: {p:.1} GFLOP/s");
+        }
+    }
+    Ok(())
+}
