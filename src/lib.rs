@@ -28,10 +28,13 @@
 pub mod autograd;
 #[allow(unsafe_code)]
 pub mod backend;
+pub mod data;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod error;
+pub mod eval;
 pub mod gradcheck;
+pub mod losses;
 pub mod ops;
 pub mod tensor;
 pub mod train;

@@ -1,0 +1,131 @@
+//! The InfoNCE family, one softmax over similarities per anchor with exactly one positive:
+//! [`nt_xent`] (SimCLR), [`clip`] (symmetric cross-modal InfoNCE), [`npair`] (Sohn's N-pair loss
+//! on raw features) and [`moco`] (InfoNCE against a queue of keys).
+//!
+//! Everything is computed in log space (log-sum-exp with the row maximum subtracted), so no
+//! temperature makes an exponential overflow.
+
+use super::common::{
+    Dims, Views, check_features, check_positive, masked_logsumexp, partner, pick, rows,
+    similarities, view,
+};
+use crate::error::{Error, Result};
+use crate::tensor::{Float, Tensor};
+
+/// SimCLR's NT-Xent (normalised temperature-scaled cross-entropy, InfoNCE over the 2N rows).
+///
+/// Features `(N, 2, d)`, `N ≥ 2`. With z the L2-normalised rows in view-major order and
+/// `s_ij = z_i·z_j/τ`, for each of the 2N anchors i with p(i) its other view:
+///
+/// `ℓ_i = −s_{i,p(i)} + log Σ_{k≠i} e^{s_ik}`, and the loss is `mean_i ℓ_i`.
+///
+/// The denominator holds the positive and the 2N − 2 negatives, never the anchor itself. The loss
+/// is not 0 for identical views (4 orthonormal samples at τ = 0.5 give 0.594438). This is
+/// SimCLR's paper `L`; the TF2 code reports twice this, SupContrast `τ/0.07` times this.
+/// Default τ = 0.5.
+pub fn nt_xent<T: Float>(features: &Tensor<T>, tau: f64) -> Result<Tensor<T>> {
+    const LOSS: &str = "nt_xent";
+    check_positive(LOSS, "tau", tau)?;
+    let dims = check_features(LOSS, features, Views::Exactly(2), 2, "features (N, 2, d)")?;
+    let z = rows(features, dims)?.normalize(1)?;
+    let s = similarities(&z, tau)?;
+    let r = 2 * dims.n;
+    let keep: Vec<bool> = (0..r * r).map(|ik| ik / r != ik % r).collect();
+    let lse = masked_logsumexp(&s, &keep)?;
+    let pos = pick(&s, &partner(dims.n))?;
+    lse.sub(&pos)?.mean_all()
+}
+
+/// CLIP's symmetric InfoNCE between two modalities (view 0 and view 1).
+///
+/// Features `(N, 2, d)`, `N ≥ 2`. With Z₀, Z₁ the L2-normalised views (N × d) and
+/// `L = Z₀Z₁ᵀ/τ`:
+///
+/// `loss = ½ [CE(L, I) + CE(Lᵀ, I)]`, each cross-entropy the mean over its N rows with target
+/// the matching sample. There are no same-modality negatives. Default τ = 0.07 (CLIP's initial
+/// temperature; here it is a fixed parameter, not learned).
+pub fn clip<T: Float>(features: &Tensor<T>, tau: f64) -> Result<Tensor<T>> {
+    const LOSS: &str = "clip";
+    check_positive(LOSS, "tau", tau)?;
+    let dims = check_features(LOSS, features, Views::Exactly(2), 2, "features (N, 2, d)")?;
+    let z0 = view(features, dims, 0)?.normalize(1)?;
+    let z1 = view(features, dims, 1)?.normalize(1)?;
+    let logits = z0.matmul(&z1.t()?)?.div_scalar(tau);
+    let targets: Vec<usize> = (0..dims.n).collect();
+    let a = logits.cross_entropy(&targets)?;
+    let b = logits.t()?.cross_entropy(&targets)?;
+    Ok(a.add(&b)?.mul_scalar(0.5))
+}
+
+/// Sohn's N-pair loss on raw (unnormalised) features.
+///
+/// Features `(N, 2, d)` = (anchor, positive), `N ≥ 2`. With A, P the two views (N × d):
+///
+/// `loss = CE(A Pᵀ, I) = mean_i [−a_i·p_i + log Σ_j e^{a_i·p_j}]`.
+///
+/// No temperature and no normalisation; Sohn's L2 penalty on the embedding norms is not
+/// included (add it separately if wanted).
+pub fn npair<T: Float>(features: &Tensor<T>) -> Result<Tensor<T>> {
+    const LOSS: &str = "npair";
+    let dims = check_features(LOSS, features, Views::Exactly(2), 2, "features (N, 2, d)")?;
+    let a = view(features, dims, 0)?;
+    let p = view(features, dims, 1)?;
+    let targets: Vec<usize> = (0..dims.n).collect();
+    a.matmul(&p.t()?)?.cross_entropy(&targets)
+}
+
+/// MoCo's InfoNCE of queries against their keys and a queue of negative keys.
+///
+/// Features `(N, 2, d)` = (query, key), `N ≥ 1`; `queue` is `(K, d)` with `K ≥ 1`. With q, k
+/// the L2-normalised query and key rows and Q the L2-normalised queue rows:
+///
+/// `ℓ_i = −q_i·k_i/τ + log(e^{q_i·k_i/τ} + Σ_j e^{q_i·Q_j/τ})`, loss `mean_i ℓ_i`
+/// (= `CE([q·k, q·Qᵀ]/τ, 0)`).
+///
+/// Keys and queue are constants: no gradient flows to view 1 of `features` or to `queue` (in
+/// MoCo they come from the momentum encoder). Default τ = 0.2 (MoCo v2; v1 used 0.07).
+pub fn moco<T: Float>(features: &Tensor<T>, queue: &Tensor<T>, tau: f64) -> Result<Tensor<T>> {
+    const LOSS: &str = "moco";
+    check_positive(LOSS, "tau", tau)?;
+    let dims = check_features(
+        LOSS,
+        features,
+        Views::Exactly(2),
+        1,
+        "features (N, 2, d) = (query, key)",
+    )?;
+    check_queue(LOSS, features, queue, dims)?;
+    let q = view(features, dims, 0)?.normalize(1)?;
+    let k = view(features, dims, 1)?.detach().normalize(1)?;
+    let queue = queue.detach().normalize(1)?;
+    let l_pos = q.mul(&k)?.sum(&[1], true)?;
+    let l_neg = q.matmul(&queue.t()?)?;
+    let logits = Tensor::concat(&[l_pos, l_neg], 1)?.div_scalar(tau);
+    logits.cross_entropy(&vec![0; dims.n])
+}
+
+fn check_queue<T: Float>(
+    loss: &'static str,
+    features: &Tensor<T>,
+    queue: &Tensor<T>,
+    dims: Dims,
+) -> Result<()> {
+    let qd = queue.dims();
+    if qd.len() != 2 || qd[1] != dims.d || qd[0] == 0 {
+        return Err(Error::invalid(
+            loss,
+            format!(
+                "queue of shape {qd:?} does not fit features of shape {:?}: expected (K, {}) with K ≥ 1",
+                features.dims(),
+                dims.d
+            ),
+        ));
+    }
+    if !queue.all_finite() {
+        return Err(Error::invalid(
+            loss,
+            format!("queue of shape {qd:?} contains NaN or infinite values"),
+        ));
+    }
+    Ok(())
+}
