@@ -35,7 +35,9 @@ pub mod error;
 pub mod eval;
 pub mod gradcheck;
 pub mod losses;
+pub mod nn;
 pub mod ops;
+pub mod optim;
 pub mod tensor;
 pub mod train;
 
