@@ -28,9 +28,9 @@
 pub mod autograd;
 #[allow(unsafe_code)]
 pub mod backend;
-pub mod data;
 #[cfg(feature = "cli")]
 pub mod cli;
+pub mod data;
 pub mod error;
 pub mod eval;
 pub mod gradcheck;

@@ -3,6 +3,9 @@
 
 use clap::{Parser, Subcommand};
 
+mod signal;
+mod train;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "contrastive",
@@ -16,6 +19,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Train a model (defaults: SimCLR on the shipped digits) and evaluate it.
+    Train(train::TrainArgs),
+    /// Evaluate a checkpoint: linear probe, kNN, alignment/uniformity, class-collapse geometry.
+    Eval(train::EvalArgs),
+    /// Write a checkpoint's embeddings of the test (or train) split as .npy.
+    Embed(train::EmbedArgs),
     /// What this build runs on: SIMD level, threads, measured FMA peak.
     Info,
 }
@@ -25,6 +34,9 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
+        Command::Train(args) => train::train(args),
+        Command::Eval(args) => train::eval(args),
+        Command::Embed(args) => train::embed(args),
     };
     match result {
         Ok(()) => 0,

@@ -336,7 +336,7 @@ impl Loss {
     }
 
     /// Which optional inputs the loss reads: (labels, types, queue).
-    fn reads(&self) -> (bool, bool, bool) {
+    pub fn reads(&self) -> (bool, bool, bool) {
         match self {
             Loss::SupCon { .. } | Loss::Spread { .. } => (true, false, false),
             Loss::Tabi { .. } => (true, true, false),

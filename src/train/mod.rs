@@ -1,7 +1,13 @@
-//! Training: the run configuration ([`config`]) and SVG reports ([`plots`]).
-// TODO(issue 4): the training loop, checkpoints and the run folder land here next.
+//! Training: the run configuration ([`config`]), building a run from it ([`setup`]), the loop
+//! ([`run`]), checkpoints ([`checkpoint`]), the end-of-run evaluation ([`report`]) and SVG
+//! plots ([`plots`]).
 
+pub mod checkpoint;
 pub mod config;
 pub mod plots;
+pub mod report;
+pub mod run;
+pub mod setup;
 
 pub use config::{Config, Value};
+pub use run::{RunOptions, RunOutcome, RunStatus, train};

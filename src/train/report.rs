@@ -1,0 +1,244 @@
+//! The evaluation at the end of a run (and of `contrastive eval`): linear probe and kNN on the
+//! encoder output, alignment/uniformity and class-collapse geometry of the normalised projector
+//! output, coarse and fine probes when the run trained on coarse labels; written as JSON and
+//! SVG plots into the run folder.
+
+use super::config::Config;
+use super::plots;
+use super::setup::Splits;
+use crate::autograd::no_grad;
+use crate::data::{Augment, Dataset, Loader, LoaderConfig, Sampler};
+use crate::error::Result;
+use crate::eval::{
+    self, AlignUniform, CollapseReport, KnnConfig, KnnReport, Pca2, ProbeConfig, ProbeReport,
+};
+use crate::nn::{EncoderHead, Mode};
+use crate::tensor::Tensor;
+use std::fmt::Write;
+use std::path::Path;
+
+/// Rows per forward pass when embedding a data set.
+const EMBED_BATCH: usize = 512;
+
+/// Encoder outputs `h` and projector outputs `z` of every item, in order, in evaluation mode.
+pub fn embed(model: &mut EncoderHead<f32>, data: &Dataset) -> Result<(Tensor<f32>, Tensor<f32>)> {
+    no_grad(|| {
+        let mut hs = Vec::new();
+        let mut zs = Vec::new();
+        let all: Vec<usize> = (0..data.len()).collect();
+        for chunk in all.chunks(EMBED_BATCH) {
+            let x = data.batch_tensor(chunk)?;
+            let (h, z) = model.encode_and_project(&x, Mode::Eval)?;
+            hs.push(h);
+            zs.push(z);
+        }
+        Ok((Tensor::concat(&hs, 0)?, Tensor::concat(&zs, 0)?))
+    })
+}
+
+/// Everything the end-of-run evaluation measures.
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Linear probe on the encoder output, against the original (fine) classes.
+    pub probe: Option<ProbeReport>,
+    /// Linear probe against the training (coarse) labels, when they differ from the classes.
+    pub coarse_probe: Option<ProbeReport>,
+    pub knn: KnnReport,
+    /// Of the normalised projector outputs of two augmented views of the test set.
+    pub align_uniform: AlignUniform,
+    /// Of the normalised projector outputs of the test set, by training label.
+    pub collapse: CollapseReport,
+    /// 2-d PCA of the test encoder outputs, and the classes to colour them by.
+    pub pca: Vec<[f64; 2]>,
+    pub pca_classes: Vec<usize>,
+}
+
+/// Runs the evaluation of `model` on `splits`.
+pub fn evaluate(
+    model: &mut EncoderHead<f32>,
+    splits: &Splits,
+    config: &Config,
+) -> Result<Evaluation> {
+    let (h_train, _) = embed(model, &splits.train)?;
+    let (h_test, z_test) = embed(model, &splits.test)?;
+    let fine = |d: &Dataset| d.fine_labels().unwrap_or(d.labels()).to_vec();
+    let (train_fine, test_fine) = (fine(&splits.train), fine(&splits.test));
+    let probe_config = ProbeConfig::default();
+    let probe = if config.bool("eval.probe")? {
+        Some(eval::linear_probe(
+            &h_train,
+            &train_fine,
+            &h_test,
+            &test_fine,
+            &probe_config,
+        )?)
+    } else {
+        None
+    };
+    let coarse_probe = match (config.bool("eval.probe")?, splits.train.fine_labels()) {
+        (true, Some(_)) => Some(eval::linear_probe(
+            &h_train,
+            splits.train.labels(),
+            &h_test,
+            splits.test.labels(),
+            &probe_config,
+        )?),
+        _ => None,
+    };
+    let knn_config = KnnConfig {
+        k: config.usize("eval.knn_k")?.min(splits.train.len()),
+        ..KnnConfig::default()
+    };
+    let knn = eval::knn_accuracy(&h_train, &train_fine, &h_test, &test_fine, &knn_config)?;
+
+    // Two augmented views of every test item (the training augmentation, a fixed seed).
+    let views = Loader::new(
+        splits.test.clone(),
+        LoaderConfig {
+            batch_size: splits.test.len(),
+            views: 2,
+            sampler: Sampler::Sequential,
+            drop_last: false,
+            seed: config.u64("train.seed")?.wrapping_add(0x5eed),
+            augment: Augment::parse(config.str("data.augment")?)?,
+        },
+    )?;
+    let align_uniform = match views.epoch(0).next() {
+        Some(batch) => {
+            let batch = batch?;
+            let v0 = embed_tensor(model, &batch.view(0)?)?;
+            let v1 = embed_tensor(model, &batch.view(1)?)?;
+            eval::align_uniform(
+                &v0,
+                &v1,
+                eval::geometry::DEFAULT_ALPHA,
+                eval::geometry::DEFAULT_T,
+            )?
+        }
+        None => eval::align_uniform(
+            &z_test,
+            &z_test,
+            eval::geometry::DEFAULT_ALPHA,
+            eval::geometry::DEFAULT_T,
+        )?,
+    };
+    let collapse = eval::class_collapse(&z_test, splits.test.labels())?;
+    let pca = Pca2::fit_project(&h_test)?.1;
+    Ok(Evaluation {
+        probe,
+        coarse_probe,
+        knn,
+        align_uniform,
+        collapse,
+        pca,
+        pca_classes: test_fine,
+    })
+}
+
+/// Projector outputs of a batch of inputs, in evaluation mode.
+fn embed_tensor(model: &mut EncoderHead<f32>, x: &Tensor<f32>) -> Result<Tensor<f32>> {
+    no_grad(|| Ok(model.encode_and_project(x, Mode::Eval)?.1))
+}
+
+fn json_number(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v}")
+    } else {
+        "null".into()
+    }
+}
+
+fn probe_json(p: &Option<ProbeReport>) -> String {
+    match p {
+        None => "null".into(),
+        Some(p) => format!(
+            "{{\"train_accuracy\": {}, \"test_accuracy\": {}, \"iterations\": {}, \"converged\": {}}}",
+            json_number(p.train_accuracy),
+            json_number(p.test_accuracy),
+            p.iterations,
+            p.converged
+        ),
+    }
+}
+
+impl Evaluation {
+    /// One JSON object (hand-written: the core has no serde).
+    pub fn to_json(&self) -> String {
+        let c = &self.collapse;
+        format!(
+            "{{\"probe\": {}, \"coarse_probe\": {}, \"knn_accuracy\": {}, \"knn_k\": {}, \
+             \"alignment\": {}, \"uniformity\": {}, \"within_class_variance\": {}, \
+             \"class_mean_cosine\": {}, \"class_mean_cosine_min\": {}, \"class_mean_cosine_max\": {}, \
+             \"simplex_cosine\": {}, \"etf_distance\": {}}}",
+            probe_json(&self.probe),
+            probe_json(&self.coarse_probe),
+            json_number(self.knn.accuracy),
+            self.knn.k,
+            json_number(self.align_uniform.alignment),
+            json_number(self.align_uniform.uniformity),
+            json_number(c.within_class_variance),
+            json_number(c.mean_cosine),
+            json_number(c.min_cosine),
+            json_number(c.max_cosine),
+            json_number(c.simplex_cosine),
+            json_number(c.etf_distance)
+        )
+    }
+
+    /// A few human-readable lines.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        if let Some(p) = &self.probe {
+            let _ = writeln!(
+                s,
+                "linear probe (encoder, classes): test {:.2}%  train {:.2}%",
+                100.0 * p.test_accuracy,
+                100.0 * p.train_accuracy
+            );
+        }
+        if let Some(p) = &self.coarse_probe {
+            let _ = writeln!(
+                s,
+                "linear probe (training labels): test {:.2}%",
+                100.0 * p.test_accuracy
+            );
+        }
+        let _ = writeln!(
+            s,
+            "kNN (k = {}): test {:.2}%",
+            self.knn.k,
+            100.0 * self.knn.accuracy
+        );
+        let _ = writeln!(
+            s,
+            "alignment {:.4}  uniformity {:.4}",
+            self.align_uniform.alignment, self.align_uniform.uniformity
+        );
+        let c = &self.collapse;
+        let _ = writeln!(
+            s,
+            "within-class variance {:.4}; centred class-mean cosines mean {:.4} (simplex {:.4}), ETF distance {:.4}",
+            c.within_class_variance, c.mean_cosine, c.simplex_cosine, c.etf_distance
+        );
+        s
+    }
+
+    /// Writes `eval.json`, `pca.svg` and `class_cosines.svg` into `dir`.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        write_file(&dir.join("eval.json"), &(self.to_json() + "\n"))?;
+        let points: Vec<(f64, f64)> = self.pca.iter().map(|p| (p[0], p[1])).collect();
+        let scatter =
+            plots::scatter_by_class("Test embeddings (encoder), PCA", &points, &self.pca_classes);
+        write_file(&dir.join("pca.svg"), &scatter)?;
+        let heat = plots::heat_map(
+            "Cosines between centred class means (projector)",
+            &self.collapse.cosine_matrix,
+        );
+        write_file(&dir.join("class_cosines.svg"), &heat)
+    }
+}
+
+/// Writes a small text file atomically.
+pub fn write_file(path: &Path, text: &str) -> Result<()> {
+    crate::nn::write_atomic(path, text.as_bytes())
+}

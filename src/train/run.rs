@@ -1,0 +1,436 @@
+//! The training loop: builds everything from a [`Config`], trains with progress on stderr,
+//! appends one JSON line per epoch to `metrics.jsonl`, checkpoints atomically, stops on request
+//! (Ctrl-C) with a checkpoint of the exact position, resumes from it, stops with the step number
+//! on a non-finite loss or gradient (leaving the last good checkpoint), and finishes with the
+//! evaluation and its plots. The run folder holds `config.toml`, `metrics.jsonl`,
+//! `checkpoint.safetensors`, `eval.json`, `loss.svg`, `pca.svg` and `class_cosines.svg`.
+
+use super::checkpoint::{self, Position};
+use super::config::Config;
+use super::plots;
+use super::report::{self, Evaluation};
+use super::setup::{self, Splits};
+use crate::error::{Error, Result};
+use crate::losses::{Loss, LossInputs};
+use crate::nn::{EncoderHead, Mode, Module};
+use crate::optim::clip_grad_norm;
+use crate::tensor::Tensor;
+use std::fs::OpenOptions;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// How to run: where, whether to resume, whether to draw progress, and a flag that asks the
+/// loop to stop (set by a Ctrl-C handler).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    pub run_dir: PathBuf,
+    pub resume: bool,
+    pub progress: bool,
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunStatus {
+    Finished,
+    /// Stopped on request after a checkpoint at this position.
+    Interrupted(Position),
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    pub status: RunStatus,
+    pub run_dir: PathBuf,
+    /// Mean training loss of the last epoch run.
+    pub last_loss: f64,
+    pub evaluation: Option<Evaluation>,
+}
+
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+pub const METRICS: &str = "metrics.jsonl";
+
+/// Runs `f` on a rayon pool of `train.threads` threads (0: the global pool).
+fn with_threads<R: Send>(config: &Config, f: impl FnOnce() -> Result<R> + Send) -> Result<R> {
+    match config.usize("train.threads")? {
+        0 => f(),
+        n => rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build()
+            .map_err(|e| Error::invalid("train", format!("cannot start {n} threads: {e}")))?
+            .install(f),
+    }
+}
+
+/// Trains as `config` says, in `options.run_dir`.
+pub fn train(config: &Config, options: &RunOptions) -> Result<RunOutcome> {
+    with_threads(config, || train_inner(config, options))
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> Error {
+    Error::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The loss inputs for a batch of features `(B, V, p)` with labels.
+fn loss_value(loss: &Loss, features: &Tensor<f32>, labels: &[i64]) -> Result<Tensor<f32>> {
+    let inputs = LossInputs::new(features);
+    let inputs = if loss.reads().0 {
+        inputs.with_labels(labels)
+    } else {
+        inputs
+    };
+    loss.compute(&inputs)
+}
+
+fn train_inner(config: &Config, options: &RunOptions) -> Result<RunOutcome> {
+    let dir = &options.run_dir;
+    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    let checkpoint_path = dir.join(CHECKPOINT);
+    let metrics_path = dir.join(METRICS);
+
+    let splits = setup::load_splits(config)?;
+    let loader = setup::train_loader(config, &splits.train)?;
+    let (mut model, _) = setup::build_model(config, splits.train.item_shape())?;
+    let loss = setup::build_loss(config)?;
+    let mut optimizer = setup::build_optimizer(config)?;
+    let steps_per_epoch = loader.batches_per_epoch();
+    let schedule = setup::build_schedule(config, steps_per_epoch)?;
+    let epochs = config.usize("train.epochs")?;
+    let views = config.usize("data.views")?;
+
+    let mut position = Position::default();
+    if options.resume && checkpoint_path.exists() {
+        let saved = checkpoint::load(&checkpoint_path)?;
+        if saved.config.id() != config.id() {
+            return Err(Error::invalid(
+                "train --resume",
+                format!(
+                    "{} was written by a different configuration (id {} vs {}); \
+                     resume with the same settings or use a new run folder",
+                    checkpoint_path.display(),
+                    saved.config.id(),
+                    config.id()
+                ),
+            ));
+        }
+        model.load_state(&saved.model)?;
+        optimizer.load_state_tensors(&saved.optimizer)?;
+        position = saved.position;
+    } else {
+        // A fresh run: start the metrics log anew.
+        std::fs::write(&metrics_path, b"").map_err(|e| io_error(&metrics_path, e))?;
+    }
+    report::write_file(&dir.join("config.toml"), &config.to_toml())?;
+
+    let mut metrics = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(&metrics_path)
+        .map_err(|e| io_error(&metrics_path, e))?;
+    let clip = config.f64("optim.clip_grad_norm")?;
+    let every = config.usize("train.checkpoint_every")?.max(1);
+    let mut progress = Progress::new(
+        options.progress && std::io::stderr().is_terminal(),
+        epochs,
+        steps_per_epoch,
+    );
+    let mut last_loss = f64::NAN;
+    let stop_requested = || {
+        options
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+    };
+
+    for epoch in position.epoch..epochs {
+        let start_step = if epoch == position.epoch {
+            position.step
+        } else {
+            0
+        };
+        let started = Instant::now();
+        let (mut loss_sum, mut batches, mut samples) = (0.0, 0usize, 0usize);
+        for batch in loader.prefetch(epoch as u64, start_step) {
+            let batch = batch?;
+            let step = position.global_step;
+            let lr = schedule.lr(step);
+            optimizer.set_lr(lr);
+            let b = batch.batch_size();
+            let z = model.forward(&batch.views, Mode::Train)?; // (V·B, p), view-major
+            let p = z.dims()[1];
+            let features = z.reshape(&[views, b, p])?.permute(&[1, 0, 2])?; // (B, V, p)
+            let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
+            let l = loss_value(&loss, &features, &labels)?;
+            let value = f64::from(l.item()?);
+            if !value.is_finite() {
+                return Err(non_finite(
+                    "loss",
+                    value,
+                    step,
+                    epoch,
+                    batch.step,
+                    &checkpoint_path,
+                ));
+            }
+            let grads = l.backward()?;
+            let mut params = model.parameters_mut();
+            if clip > 0.0 {
+                let (clipped, norm) = clip_grad_norm(&params, &grads, clip)?;
+                if !norm.is_finite() {
+                    return Err(non_finite(
+                        "gradient norm",
+                        norm,
+                        step,
+                        epoch,
+                        batch.step,
+                        &checkpoint_path,
+                    ));
+                }
+                optimizer.step(&mut params, &clipped)?;
+            } else {
+                optimizer.step(&mut params, &grads)?;
+            }
+            drop(params);
+            position = Position {
+                epoch,
+                step: batch.step + 1,
+                global_step: step + 1,
+            };
+            loss_sum += value;
+            batches += 1;
+            samples += b * views;
+            progress.update(
+                epoch,
+                batch.step + 1,
+                loss_sum / batches as f64,
+                samples,
+                started,
+            );
+            if stop_requested() {
+                checkpoint::save(
+                    &checkpoint_path,
+                    config,
+                    &model,
+                    optimizer.as_ref(),
+                    position,
+                )?;
+                progress.finish();
+                return Ok(RunOutcome {
+                    status: RunStatus::Interrupted(position),
+                    run_dir: dir.clone(),
+                    last_loss: loss_sum / batches as f64,
+                    evaluation: None,
+                });
+            }
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        if batches > 0 {
+            last_loss = loss_sum / batches as f64;
+            let line = format!(
+                "{{\"epoch\": {}, \"global_step\": {}, \"loss\": {}, \"lr\": {}, \"samples_per_s\": {:.1}, \"seconds\": {:.3}}}\n",
+                epoch + 1,
+                position.global_step,
+                last_loss,
+                optimizer.lr(),
+                samples as f64 / seconds.max(1e-9),
+                seconds
+            );
+            metrics
+                .write_all(line.as_bytes())
+                .map_err(|e| io_error(&metrics_path, e))?;
+        }
+        position = Position {
+            epoch: epoch + 1,
+            step: 0,
+            global_step: position.global_step,
+        };
+        if (epoch + 1) % every == 0 || epoch + 1 == epochs {
+            checkpoint::save(
+                &checkpoint_path,
+                config,
+                &model,
+                optimizer.as_ref(),
+                position,
+            )?;
+        }
+    }
+    progress.finish();
+    if position.epoch < epochs || !checkpoint_path.exists() {
+        checkpoint::save(
+            &checkpoint_path,
+            config,
+            &model,
+            optimizer.as_ref(),
+            position,
+        )?;
+    }
+    write_loss_plot(dir, &metrics_path)?;
+    let evaluation = report::evaluate(&mut model, &splits, config)?;
+    evaluation.write(dir)?;
+    Ok(RunOutcome {
+        status: RunStatus::Finished,
+        run_dir: dir.clone(),
+        last_loss,
+        evaluation: Some(evaluation),
+    })
+}
+
+fn non_finite(
+    what: &str,
+    value: f64,
+    step: usize,
+    epoch: usize,
+    batch: usize,
+    checkpoint: &Path,
+) -> Error {
+    let kept = if checkpoint.exists() {
+        format!(
+            "the last good checkpoint is kept at {}",
+            checkpoint.display()
+        )
+    } else {
+        "no checkpoint had been written yet".to_string()
+    };
+    Error::invalid(
+        "train",
+        format!(
+            "the {what} is {value} at step {step} (epoch {}, batch {}); training stopped and {kept}",
+            epoch + 1,
+            batch + 1
+        ),
+    )
+}
+
+/// `loss.svg` from the epoch losses logged in `metrics.jsonl` (including resumed runs).
+fn write_loss_plot(dir: &Path, metrics_path: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(metrics_path).map_err(|e| io_error(metrics_path, e))?;
+    let field = |line: &str, key: &str| -> Option<f64> {
+        let at = line.find(&format!("\"{key}\": "))? + key.len() + 4;
+        let rest = &line[at..];
+        let end = rest.find([',', '}']).unwrap_or(rest.len());
+        rest[..end].trim().parse().ok()
+    };
+    let points: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| Some((field(l, "epoch")?, field(l, "loss")?)))
+        .collect();
+    let svg = plots::line_chart("Training loss", "epoch", "mean loss", &[("train", points)]);
+    report::write_file(&dir.join("loss.svg"), &svg)
+}
+
+/// A one-line progress bar on stderr: epoch, bar, loss, throughput and ETA.
+struct Progress {
+    enabled: bool,
+    epochs: usize,
+    steps: usize,
+    last_draw: Option<Instant>,
+    run_started: Instant,
+    steps_done: usize,
+}
+
+impl Progress {
+    fn new(enabled: bool, epochs: usize, steps: usize) -> Self {
+        Progress {
+            enabled,
+            epochs,
+            steps,
+            last_draw: None,
+            run_started: Instant::now(),
+            steps_done: 0,
+        }
+    }
+
+    fn update(
+        &mut self,
+        epoch: usize,
+        step: usize,
+        loss: f64,
+        samples: usize,
+        epoch_started: Instant,
+    ) {
+        self.steps_done += 1;
+        if !self.enabled
+            || self
+                .last_draw
+                .is_some_and(|t| t.elapsed().as_millis() < 100)
+        {
+            return;
+        }
+        self.last_draw = Some(Instant::now());
+        let total = self.epochs * self.steps;
+        let done = epoch * self.steps + step;
+        let width = 24;
+        let filled = (width * done).checked_div(total).unwrap_or(width);
+        let rate = samples as f64 / epoch_started.elapsed().as_secs_f64().max(1e-9);
+        let per_step = self.run_started.elapsed().as_secs_f64() / self.steps_done as f64;
+        let eta = (total.saturating_sub(done)) as f64 * per_step;
+        eprint!(
+            "\repoch {:>4}/{} [{}{}] loss {:.4} | {:.0} samples/s | ETA {}:{:02}   ",
+            epoch + 1,
+            self.epochs,
+            "=".repeat(filled),
+            " ".repeat(width - filled),
+            loss,
+            rate,
+            (eta / 60.0) as u64,
+            (eta % 60.0) as u64
+        );
+    }
+
+    fn finish(&mut self) {
+        if self.enabled && self.last_draw.is_some() {
+            eprintln!();
+        }
+    }
+}
+
+/// Rebuilds the model of a checkpoint with its data splits.
+pub fn load_model(path: &Path) -> Result<(Config, EncoderHead<f32>, Splits)> {
+    let saved = checkpoint::load(path)?;
+    let splits = setup::load_splits(&saved.config)?;
+    let (mut model, _) = setup::build_model(&saved.config, splits.train.item_shape())?;
+    model.load_state(&saved.model)?;
+    Ok((saved.config, model, splits))
+}
+
+/// `contrastive eval`: the evaluation of a checkpoint.
+pub fn evaluate_checkpoint(path: &Path) -> Result<Evaluation> {
+    let (config, mut model, splits) = load_model(path)?;
+    with_threads(&config, || report::evaluate(&mut model, &splits, &config))
+}
+
+/// Which representation `contrastive embed` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Representation {
+    Encoder,
+    Projector,
+}
+
+/// `contrastive embed`: the representations of the test (or train) split, with their labels.
+pub fn embed_checkpoint(
+    path: &Path,
+    train_split: bool,
+    which: Representation,
+) -> Result<(Tensor<f32>, Vec<usize>)> {
+    let (config, mut model, splits) = load_model(path)?;
+    let data = if train_split {
+        &splits.train
+    } else {
+        &splits.test
+    };
+    let (h, z) = with_threads(&config, || report::embed(&mut model, data))?;
+    let labels = data.fine_labels().unwrap_or(data.labels()).to_vec();
+    Ok((
+        if which == Representation::Encoder {
+            h
+        } else {
+            z
+        },
+        labels,
+    ))
+}
