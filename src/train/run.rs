@@ -162,6 +162,21 @@ fn train_inner(config: &Config, options: &RunOptions) -> Result<RunOutcome> {
             optimizer.set_lr(lr);
             let b = batch.batch_size();
             let z = model.forward(&batch.views, Mode::Train)?; // (V·B, p), view-major
+            if !z.all_finite() {
+                let bad = z
+                    .data()
+                    .iter()
+                    .find(|v| !v.is_finite())
+                    .map_or(f64::NAN, |v| f64::from(*v));
+                return Err(non_finite(
+                    "model output",
+                    bad,
+                    step,
+                    epoch,
+                    batch.step,
+                    &checkpoint_path,
+                ));
+            }
             let p = z.dims()[1];
             let features = z.reshape(&[views, b, p])?.permute(&[1, 0, 2])?; // (B, V, p)
             let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();

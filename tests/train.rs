@@ -1,0 +1,223 @@
+//! The training loop end to end on the shipped digits with a small model: the run folder, exact
+//! resumption (after a checkpoint and after an interrupt), the NaN stop, bad configurations, and
+//! short versions of the seed's claims that assert the direction of each effect.
+
+use contrastive::train::checkpoint;
+use contrastive::train::run::{self, CHECKPOINT, METRICS};
+use contrastive::train::{Config, RunOptions, RunStatus};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("contrastive-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A small, fast run: MLP 64→64, projector →32, 4 epochs of 5 batches.
+fn small(overrides: &[&str]) -> Config {
+    let mut c = Config::default();
+    for o in [
+        "model.widths=[64]",
+        "model.projector=[32]",
+        "train.epochs=4",
+        "train.batch_size=256",
+        "eval.probe=true",
+    ]
+    .iter()
+    .chain(overrides)
+    {
+        c.set_assignment(o).unwrap();
+    }
+    c
+}
+
+fn options(dir: &Path) -> RunOptions {
+    RunOptions {
+        run_dir: dir.to_path_buf(),
+        resume: false,
+        progress: false,
+        stop: None,
+    }
+}
+
+fn model_bits(dir: &Path) -> Vec<(String, Vec<u32>)> {
+    let loaded = checkpoint::load(&dir.join(CHECKPOINT)).unwrap();
+    loaded
+        .model
+        .iter()
+        .map(|(n, t)| (n.clone(), t.data().iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+#[test]
+fn a_run_writes_its_folder_and_evaluates() {
+    let dir = temp_dir("folder");
+    let outcome = run::train(&small(&[]), &options(&dir)).unwrap();
+    assert_eq!(outcome.status, RunStatus::Finished);
+    for f in [
+        "config.toml",
+        METRICS,
+        CHECKPOINT,
+        "eval.json",
+        "loss.svg",
+        "pca.svg",
+        "class_cosines.svg",
+    ] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    let metrics = std::fs::read_to_string(dir.join(METRICS)).unwrap();
+    assert_eq!(metrics.lines().count(), 4);
+    let first: f64 = field(metrics.lines().next().unwrap(), "loss");
+    let last: f64 = field(metrics.lines().last().unwrap(), "loss");
+    assert!(last < first, "the loss should fall: {first} → {last}");
+    let e = outcome.evaluation.unwrap();
+    // Four epochs of a tiny model already beat chance (10%) by far.
+    assert!(e.probe.unwrap().test_accuracy > 0.8);
+    let json = std::fs::read_to_string(dir.join("eval.json")).unwrap();
+    assert!(json.contains("\"knn_accuracy\"") && json.contains("\"etf_distance\""));
+    // The saved configuration reproduces the run's id.
+    let mut saved = Config::default();
+    saved
+        .apply_toml(
+            &std::fs::read_to_string(dir.join("config.toml")).unwrap(),
+            "config.toml",
+        )
+        .unwrap();
+    assert_eq!(saved.id(), small(&[]).id());
+}
+
+fn field(line: &str, key: &str) -> f64 {
+    let at = line.find(&format!("\"{key}\": ")).unwrap() + key.len() + 4;
+    let rest = &line[at..];
+    rest[..rest.find([',', '}']).unwrap()]
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn resuming_after_a_checkpoint_or_an_interrupt_reproduces_the_uninterrupted_run() {
+    let full_dir = temp_dir("full");
+    run::train(&small(&[]), &options(&full_dir)).unwrap();
+
+    // Interrupt after the very first step (the stop flag is already set), then resume.
+    let dir = temp_dir("interrupted");
+    let stop = Arc::new(AtomicBool::new(true));
+    let mut opts = options(&dir);
+    opts.stop = Some(stop.clone());
+    let outcome = run::train(&small(&[]), &opts).unwrap();
+    let RunStatus::Interrupted(p) = outcome.status else {
+        panic!("expected an interrupt, got {:?}", outcome.status)
+    };
+    assert_eq!((p.epoch, p.step, p.global_step), (0, 1, 1));
+    opts.stop = None;
+    opts.resume = true;
+    run::train(&small(&[]), &opts).unwrap();
+    // Same bits: batches, augmentations and updates do not depend on where the run stopped.
+    assert_eq!(model_bits(&dir), model_bits(&full_dir));
+
+    // Resuming with another configuration is refused.
+    let other = small(&["optim.lr=0.01"]);
+    let e = run::train(&other, &opts).unwrap_err().to_string();
+    assert!(e.contains("different configuration"), "{e}");
+}
+
+#[test]
+fn a_diverging_run_stops_with_the_step_number() {
+    let dir = temp_dir("nan");
+    // SGD at 1e30: the first update sends the weights to ~1e30, the next forward overflows.
+    let config = small(&["optim.name=sgd", "optim.lr=1e30", "optim.momentum=0"]);
+    let e = run::train(&config, &options(&dir)).unwrap_err().to_string();
+    assert!(
+        e.contains("at step") && (e.contains("NaN") || e.contains("inf")),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_configurations_are_errors_naming_the_key() {
+    let dir = temp_dir("bad");
+    for (assignment, expected) in [
+        ("data.name=mnist", "data.name"),
+        ("model.encoder=transformer", "model.encoder"),
+        ("optim.name=rmsprop", "optim.name"),
+        ("loss.name=simclr", "simclr"),
+        ("loss.params=temperature=0.1", "temperature"),
+        ("train.batch_size=5000", "batch_size"),
+        ("data.augment=rotate:10", "rotate"),
+        ("data.coarse=thirds", "data.coarse"),
+    ] {
+        let config = small(&[assignment]);
+        let e = run::train(&config, &options(&dir)).unwrap_err().to_string();
+        assert!(e.contains(expected), "{assignment}: {e}");
+    }
+    let mut c = Config::default();
+    assert!(c.set_assignment("train.epochz=3").is_err());
+    // A CNN needs image items: digits are (1, 8, 8), fine; synthetic vectors are not.
+    let e = run::train(
+        &small(&["data.name=synthetic", "model.encoder=cnn"]),
+        &options(&dir),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("(C, H, W)"), "{e}");
+}
+
+fn collapse(dir: &Path, config: &Config) -> (f64, f64, f64) {
+    let e = run::train(config, &options(dir))
+        .unwrap()
+        .evaluation
+        .unwrap();
+    (
+        e.collapse.within_class_variance,
+        e.probe.map_or(f64::NAN, |p| p.test_accuracy),
+        e.coarse_probe.map_or(f64::NAN, |p| p.test_accuracy),
+    )
+}
+
+/// Short versions of the claims (the full ones are in the README with their commands): SupCon
+/// collapses classes far more than SimCLR; on a coarse labelling, spread keeps more
+/// within-class variance than SupCon.
+#[test]
+fn claims_point_the_right_way_after_a_few_epochs() {
+    let epochs = "train.epochs=15";
+    let (simclr_var, simclr_probe, _) = collapse(&temp_dir("c-simclr"), &small(&[epochs]));
+    let (supcon_var, supcon_probe, _) = collapse(
+        &temp_dir("c-supcon"),
+        &small(&[epochs, "loss.name=supcon", "loss.params=tau=0.1"]),
+    );
+    // The full runs show ≥ 5×; after 15 epochs 2× is already clear.
+    assert!(
+        supcon_var * 2.0 < simclr_var,
+        "supcon {supcon_var} vs simclr {simclr_var}"
+    );
+    assert!(
+        simclr_probe > 0.85 && supcon_probe > 0.85,
+        "{simclr_probe} {supcon_probe}"
+    );
+
+    let coarse = ["data.coarse=halves", epochs];
+    let (sc_var, _, sc_coarse) = collapse(
+        &temp_dir("c-supcon-coarse"),
+        &small(&[
+            coarse[0],
+            coarse[1],
+            "loss.name=supcon",
+            "loss.params=tau=0.1",
+        ]),
+    );
+    let (sp_var, _, _) = collapse(
+        &temp_dir("c-spread-coarse"),
+        &small(&[
+            coarse[0],
+            coarse[1],
+            "loss.name=spread",
+            "loss.params=tau=0.1,alpha=0.5",
+        ]),
+    );
+    assert!(sp_var > 2.0 * sc_var, "spread {sp_var} vs supcon {sc_var}");
+    // Both learned the coarse task they were trained on.
+    assert!(sc_coarse > 0.8, "{sc_coarse}");
+}
