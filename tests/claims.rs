@@ -1,0 +1,141 @@
+//! The seed's claims at full length, as ignored tests (minutes, not CI):
+//!
+//!     cargo test --release --test claims -- --ignored --nocapture --test-threads 1
+//!
+//! Each test trains the shipped configuration (`configs/`) for seeds 0, 1, 2, prints the figures
+//! that go into the README's results table, and asserts the claim.
+
+use contrastive::train::run::{self, RunOutcome};
+use contrastive::train::{Config, RunOptions};
+use std::path::PathBuf;
+
+fn config(file: &str, overrides: &[String]) -> Config {
+    let path = format!("{}/configs/{file}", env!("CARGO_MANIFEST_DIR"));
+    let mut c = Config::default();
+    c.apply_toml(&std::fs::read_to_string(&path).unwrap(), &path)
+        .unwrap();
+    for o in overrides {
+        c.set_assignment(o).unwrap();
+    }
+    c
+}
+
+fn train(c: &Config) -> RunOutcome {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("claims-{}", c.id()));
+    run::train(
+        c,
+        &RunOptions {
+            run_dir: dir,
+            resume: false,
+            progress: false,
+            stop: None,
+        },
+    )
+    .unwrap()
+}
+
+/// (probe test accuracy on the classes, coarse probe, within-class variance, min and max centred
+/// class-mean cosine) over seeds 0, 1, 2.
+fn seeds(file: &str, extra: &[&str]) -> Vec<(f64, f64, f64, f64, f64)> {
+    (0..3)
+        .map(|seed| {
+            let mut o: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+            o.push(format!("train.seed={seed}"));
+            let e = train(&config(file, &o)).evaluation.unwrap();
+            let row = (
+                e.probe.as_ref().map_or(f64::NAN, |p| p.test_accuracy),
+                e.coarse_probe
+                    .as_ref()
+                    .map_or(f64::NAN, |p| p.test_accuracy),
+                e.collapse.within_class_variance,
+                e.collapse.min_cosine,
+                e.collapse.max_cosine,
+            );
+            println!("{file} {extra:?} seed {seed}: {row:?}");
+            row
+        })
+        .collect()
+}
+
+fn mean(
+    rows: &[(f64, f64, f64, f64, f64)],
+    pick: impl Fn(&(f64, f64, f64, f64, f64)) -> f64,
+) -> f64 {
+    rows.iter().map(pick).sum::<f64>() / rows.len() as f64
+}
+
+#[test]
+#[ignore = "minutes: the full SimCLR and SupCon runs on digits"]
+fn simclr_and_supcon_on_digits() {
+    let simclr = seeds("simclr_digits.toml", &[]);
+    let supcon = seeds("supcon_digits.toml", &[]);
+    let (p_simclr, p_supcon) = (mean(&simclr, |r| r.0), mean(&supcon, |r| r.0));
+    let (v_simclr, v_supcon) = (mean(&simclr, |r| r.2), mean(&supcon, |r| r.2));
+    println!("SimCLR probe {p_simclr:.4}, SupCon probe {p_supcon:.4}");
+    println!(
+        "within-class variance SimCLR {v_simclr:.4}, SupCon {v_supcon:.4} ({:.1}×)",
+        v_simclr / v_supcon
+    );
+    assert!(p_simclr >= 0.975, "SimCLR probe {p_simclr}");
+    assert!(p_supcon >= 0.983, "SupCon probe {p_supcon}");
+    assert!(v_simclr >= 5.0 * v_supcon);
+}
+
+#[test]
+#[ignore = "minutes: coarse-to-fine on digits"]
+fn spread_beats_supcon_coarse_to_fine() {
+    for coarsening in ["halves", "pairs"] {
+        let supcon = seeds(&format!("supcon_coarse_{coarsening}.toml"), &[]);
+        let spread = seeds(&format!("spread_coarse_{coarsening}.toml"), &[]);
+        let (f_supcon, f_spread) = (mean(&supcon, |r| r.0), mean(&spread, |r| r.0));
+        let (v_supcon, v_spread) = (mean(&supcon, |r| r.2), mean(&spread, |r| r.2));
+        println!(
+            "{coarsening}: fine probe SupCon {f_supcon:.4}, spread {f_spread:.4}; within-class variance SupCon {v_supcon:.4}, spread {v_spread:.4}"
+        );
+        if coarsening == "halves" {
+            assert!(
+                f_spread >= f_supcon + 0.01,
+                "spread {f_spread} vs SupCon {f_supcon}"
+            );
+            assert!(v_spread >= 10.0 * v_supcon, "{v_spread} vs {v_supcon}");
+        }
+    }
+}
+
+#[test]
+#[ignore = "minutes: the temperature sweep"]
+fn alignment_uniformity_trade_off_over_tau() {
+    let mut rows = Vec::new();
+    for tau in [0.05, 0.1, 0.2, 0.5, 1.0] {
+        let e = train(&config(
+            "simclr_digits.toml",
+            &[format!("loss.params=tau={tau}")],
+        ))
+        .evaluation
+        .unwrap();
+        let p = e.probe.unwrap().test_accuracy;
+        println!(
+            "tau {tau}: alignment {:.4} uniformity {:.4} probe {p:.4}",
+            e.align_uniform.alignment, e.align_uniform.uniformity
+        );
+        rows.push((tau, e.align_uniform.alignment, e.align_uniform.uniformity));
+    }
+    // The trade-off: the highest temperature aligns best, a low one spreads most uniformly.
+    let (hi, lo) = (rows[rows.len() - 1], rows[1]);
+    assert!(hi.1 < lo.1 && hi.2 > lo.2, "{rows:?}");
+}
+
+#[test]
+#[ignore = "a minute: Graf et al. on the synthetic generator"]
+fn supcon_drives_class_means_to_the_simplex() {
+    let e = train(&config("synthetic_supcon.toml", &[]))
+        .evaluation
+        .unwrap();
+    let c = &e.collapse;
+    println!(
+        "cosines mean {:.4} min {:.4} max {:.4} (simplex {:.4}), ETF distance {:.4}",
+        c.mean_cosine, c.min_cosine, c.max_cosine, c.simplex_cosine, c.etf_distance
+    );
+    assert!((c.min_cosine - c.simplex_cosine).abs() <= 0.02);
+    assert!((c.max_cosine - c.simplex_cosine).abs() <= 0.02);
+}
