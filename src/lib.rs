@@ -38,6 +38,7 @@ pub mod losses;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod sweep;
 pub mod tensor;
 pub mod train;
 

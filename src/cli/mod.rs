@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 
 mod signal;
+mod sweep;
 mod train;
 
 #[derive(Debug, Parser)]
@@ -27,6 +28,9 @@ enum Command {
     Embed(train::EmbedArgs),
     /// What this build runs on: SIMD level, threads, measured FMA peak.
     Info,
+    /// Run, list (--list) or collect (--collect) a sweep of training runs; --shard I/N or a
+    /// Slurm array splits it over workers.
+    Sweep(sweep::SweepArgs),
 }
 
 /// Runs the tool; returns the process exit code.
@@ -37,6 +41,7 @@ pub fn main() -> i32 {
         Command::Train(args) => train::train(args),
         Command::Eval(args) => train::eval(args),
         Command::Embed(args) => train::embed(args),
+        Command::Sweep(args) => sweep::run(args),
     };
     match result {
         Ok(()) => 0,
