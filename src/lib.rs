@@ -41,6 +41,7 @@ pub mod optim;
 pub mod sweep;
 pub mod tensor;
 pub mod train;
+pub mod workloads;
 
 pub use autograd::{Gradients, NoGradGuard, OpKind, PRIMITIVE_OPS, is_grad_enabled, no_grad};
 pub use error::{Error, Result};

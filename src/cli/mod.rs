@@ -3,6 +3,8 @@
 
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 mod signal;
 mod sweep;
 mod train;
@@ -28,6 +30,8 @@ enum Command {
     Embed(train::EmbedArgs),
     /// What this build runs on: SIMD level, threads, measured FMA peak.
     Info,
+    /// Times the standard workloads (BENCHMARKS.md): `workload threads throughput unit` lines.
+    Bench(bench::BenchArgs),
     /// Run, list (--list) or collect (--collect) a sweep of training runs; --shard I/N or a
     /// Slurm array splits it over workers.
     Sweep(sweep::SweepArgs),
@@ -41,6 +45,7 @@ pub fn main() -> i32 {
         Command::Train(args) => train::train(args),
         Command::Eval(args) => train::eval(args),
         Command::Embed(args) => train::embed(args),
+        Command::Bench(args) => bench::run(args),
         Command::Sweep(args) => sweep::run(args),
     };
     match result {

@@ -284,7 +284,18 @@ impl<T: Float> Tensor<T> {
                         rhs: b.dims().to_vec(),
                     });
                 }
-                y.add(&b.reshape(&[geometry.out_channels, 1, 1])?)
+                // (N, OC, OH·OW) + (N, OC, 1): the bias is spread over the batch first, so its
+                // gradient is a sum over the pixels (contiguous rows, in parallel) and then a
+                // small one over N, rather than one sum over the axes {0, 2, 3}, which would
+                // copy dY into a permuted layout.
+                let (n, oc, pixels) = (geometry.batch, geometry.out_channels, w.col_cols());
+                let spread = b.reshape(&[1, oc, 1])?.broadcast_to(&[n, oc, 1])?;
+                y.reshape(&[n, oc, pixels])?.add(&spread)?.reshape(&[
+                    geometry.batch,
+                    oc,
+                    w.out_height,
+                    w.out_width,
+                ])
             }
         }
     }

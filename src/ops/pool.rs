@@ -72,12 +72,32 @@ impl PoolGeometry {
     }
 }
 
+/// Routes each output gradient to its window's maximum. Every `arg` of plane p (one image and
+/// channel) lies inside input plane p, so planes are scattered in parallel, each in the serial
+/// order (the result does not depend on the thread count).
 pub(crate) fn max_pool2d_backward<T: Float>(
     grad: &Tensor<T>,
     input_shape: &Shape,
     arg: &[usize],
 ) -> Result<Tensor<T>> {
-    super::reduce::extremum_backward(grad, input_shape, arg)
+    let dims = input_shape.dims();
+    let plane = dims[2] * dims[3];
+    let out_plane = grad.numel() / (dims[0] * dims[1]).max(1);
+    if plane == 0 || out_plane == 0 {
+        return super::reduce::extremum_backward(grad, input_shape, arg);
+    }
+    let mut dx = vec![T::ZERO; input_shape.numel()];
+    dx.par_chunks_mut(plane)
+        .zip(grad.data().par_chunks(out_plane))
+        .zip(arg.par_chunks(out_plane))
+        .enumerate()
+        .for_each(|(p, ((dst, g), a))| {
+            let base = p * plane;
+            for (&a, &g) in a.iter().zip(g) {
+                dst[a - base] += g;
+            }
+        });
+    Tensor::from_vec(dx, input_shape.clone())
 }
 
 pub(crate) fn avg_pool2d_backward<T: Float>(
@@ -108,6 +128,77 @@ pub(crate) fn avg_pool2d_backward<T: Float>(
     Tensor::from_vec(dx, input_shape.clone())
 }
 
+/// Max pooling of one plane (`base` is its offset in the input): the maximum of each window
+/// and the input offset of its first maximum (row-major, strict `>` from −∞).
+fn max_pool_plane<T: Float>(
+    plane: &[T],
+    g: &PoolGeometry,
+    base: usize,
+    o: &mut [T],
+    a: &mut [usize],
+) {
+    let (h, w) = g.in_hw;
+    let (oh, ow) = g.out_hw;
+    for oy in 0..oh {
+        let (y0, y1) = PoolGeometry::span(oy, g.stride.0, g.padding.0, g.kernel.0, h);
+        for ox in 0..ow {
+            let (x0, x1) = PoolGeometry::span(ox, g.stride.1, g.padding.1, g.kernel.1, w);
+            let mut best = T::NEG_INFINITY;
+            let mut at = y0 * w + x0;
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    if plane[y * w + x] > best {
+                        best = plane[y * w + x];
+                        at = y * w + x;
+                    }
+                }
+            }
+            o[oy * ow + ox] = best;
+            a[oy * ow + ox] = base + at;
+        }
+    }
+}
+
+/// The common 2×2 window without padding, for one plane (`base` is the plane's offset in the
+/// input). The general loop clips the window bounds for every output; here every window is
+/// whole, and its four taps are compared in the general loop's order (row-major, strict `>`
+/// from −∞), so results, ties and NaN handling are identical (tested below).
+fn max_pool_2x2<T: Float>(
+    plane: &[T],
+    w: usize,
+    stride: (usize, usize),
+    (oh, ow): (usize, usize),
+    base: usize,
+    out: &mut [T],
+    arg: &mut [usize],
+) {
+    for oy in 0..oh {
+        let y0 = oy * stride.0;
+        let top = &plane[y0 * w..(y0 + 1) * w];
+        let bottom = &plane[(y0 + 1) * w..(y0 + 2) * w];
+        let o = &mut out[oy * ow..(oy + 1) * ow];
+        let a = &mut arg[oy * ow..(oy + 1) * ow];
+        for ox in 0..ow {
+            let x0 = ox * stride.1;
+            let taps = [
+                (top[x0], y0 * w + x0),
+                (top[x0 + 1], y0 * w + x0 + 1),
+                (bottom[x0], (y0 + 1) * w + x0),
+                (bottom[x0 + 1], (y0 + 1) * w + x0 + 1),
+            ];
+            let (mut best, mut at) = (T::NEG_INFINITY, taps[0].1);
+            for (v, i) in taps {
+                if v > best {
+                    best = v;
+                    at = i;
+                }
+            }
+            o[ox] = best;
+            a[ox] = base + at;
+        }
+    }
+}
+
 impl<T: Float> Tensor<T> {
     /// Max over `kernel × kernel` windows with `stride` and implicit `−∞` padding.
     pub fn max_pool2d(&self, kernel: usize, stride: usize, padding: usize) -> Result<Self> {
@@ -122,24 +213,10 @@ impl<T: Float> Tensor<T> {
             .zip(self.data().par_chunks((h * w).max(1)))
             .enumerate()
             .for_each(|(p, ((o, a), plane))| {
-                for oy in 0..oh {
-                    let (y0, y1) = PoolGeometry::span(oy, g.stride.0, g.padding.0, g.kernel.0, h);
-                    for ox in 0..ow {
-                        let (x0, x1) =
-                            PoolGeometry::span(ox, g.stride.1, g.padding.1, g.kernel.1, w);
-                        let mut best = T::NEG_INFINITY;
-                        let mut at = y0 * w + x0;
-                        for y in y0..y1 {
-                            for x in x0..x1 {
-                                if plane[y * w + x] > best {
-                                    best = plane[y * w + x];
-                                    at = y * w + x;
-                                }
-                            }
-                        }
-                        o[oy * ow + ox] = best;
-                        a[oy * ow + ox] = p * h * w + at;
-                    }
+                if g.padding == (0, 0) && g.kernel == (2, 2) {
+                    max_pool_2x2(plane, w, g.stride, (oh, ow), p * h * w, o, a);
+                } else {
+                    max_pool_plane(plane, &g, p * h * w, o, a);
                 }
             });
         Ok(Tensor::from_op(
@@ -198,5 +275,31 @@ impl<T: Float> Tensor<T> {
             });
         }
         self.mean(&[2, 3], false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The 2×2 fast path agrees with the general loop, ties and NaN included.
+    #[test]
+    fn two_by_two_matches_the_general_loop() {
+        let (h, w) = (7, 9);
+        let mut plane: Vec<f32> = (0..h * w).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
+        plane[10] = f32::NAN;
+        plane[20] = f32::NAN;
+        plane[21] = f32::NAN;
+        for stride in [1, 2, 3] {
+            let g = PoolGeometry::new("test", &[1, 1, h, w], 2, stride, 0).unwrap();
+            let n = g.out_hw.0 * g.out_hw.1;
+            let (mut o1, mut a1) = (vec![0.0; n], vec![0; n]);
+            let (mut o2, mut a2) = (vec![0.0; n], vec![0; n]);
+            max_pool_plane(&plane, &g, 100, &mut o1, &mut a1);
+            max_pool_2x2(&plane, w, g.stride, g.out_hw, 100, &mut o2, &mut a2);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&o1), bits(&o2), "stride {stride}");
+            assert_eq!(a1, a2, "stride {stride}");
+        }
     }
 }
