@@ -10,11 +10,13 @@
 //!
 //! Gradients are computed with recording off: higher-order derivatives are not supported.
 
+use crate::distributed::{Collective, gather};
 use crate::error::{Error, Result};
-use crate::ops::{binary, conv, index, matmul, movement, pool, reduce, similarity, unary};
+use crate::ops::{binary, conv, index, matmul, movement, norm, pool, reduce, similarity, unary};
 use crate::tensor::{Float, Tensor, TensorId};
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
@@ -122,6 +124,8 @@ pub(crate) enum Op<T: Float> {
     Conv2d {
         input: Tensor<T>,
         weight: Tensor<T>,
+        /// `(OC)`, added in the forward kernel.
+        bias: Option<Tensor<T>>,
         geometry: conv::Conv2dGeometry,
     },
     MaxPool2d {
@@ -133,11 +137,29 @@ pub(crate) enum Op<T: Float> {
         input: Tensor<T>,
         geometry: pool::PoolGeometry,
     },
+    /// `x·Wᵀ + b` (see `nn::linear`); the bias is optional.
+    Linear {
+        input: Tensor<T>,
+        weight: Tensor<T>,
+        bias: Option<Tensor<T>>,
+    },
+    /// Fused batch norm (see `ops::norm`); γ and β are constants when the caller gave none.
+    BatchNorm {
+        input: Tensor<T>,
+        gamma: Tensor<T>,
+        beta: Tensor<T>,
+        saved: Box<norm::BatchNormSaved<T>>,
+    },
     /// Fused `log Σ exp(scale·a_i·b_k)` over allowed k (see `ops::similarity`).
     SimilarityLse {
         a: Tensor<T>,
         b: Tensor<T>,
         saved: Box<similarity::SimilaritySaved<T>>,
+    },
+    /// Rows of every rank, rank-major (see `distributed::gather`); backward all-reduces.
+    AllGatherRows {
+        input: Tensor<T>,
+        comm: Arc<dyn Collective<T>>,
     },
 }
 
@@ -161,11 +183,14 @@ pub enum OpKind {
     Conv2d,
     MaxPool2d,
     AvgPool2d,
+    BatchNorm,
+    Linear,
     SimilarityLse,
+    AllGatherRows,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 17] = [
+    pub const ALL: [OpKind; 20] = [
         OpKind::Unary,
         OpKind::Binary,
         OpKind::MatMul,
@@ -182,7 +207,10 @@ impl OpKind {
         OpKind::Conv2d,
         OpKind::MaxPool2d,
         OpKind::AvgPool2d,
+        OpKind::BatchNorm,
+        OpKind::Linear,
         OpKind::SimilarityLse,
+        OpKind::AllGatherRows,
     ];
 }
 
@@ -227,7 +255,10 @@ pub const PRIMITIVE_OPS: &[&str] = &[
     "conv2d",
     "max_pool2d",
     "avg_pool2d",
+    "batch_norm",
+    "linear",
     "similarity_logsumexp",
+    "all_gather_rows",
 ];
 
 impl<T: Float> Op<T> {
@@ -256,7 +287,10 @@ impl<T: Float> Op<T> {
             Op::Conv2d { .. } => "conv2d",
             Op::MaxPool2d { .. } => "max_pool2d",
             Op::AvgPool2d { .. } => "avg_pool2d",
+            Op::BatchNorm { .. } => "batch_norm",
+            Op::Linear { .. } => "linear",
             Op::SimilarityLse { .. } => "similarity_logsumexp",
+            Op::AllGatherRows { .. } => "all_gather_rows",
         }
     }
 
@@ -278,7 +312,10 @@ impl<T: Float> Op<T> {
             Op::Conv2d { .. } => OpKind::Conv2d,
             Op::MaxPool2d { .. } => OpKind::MaxPool2d,
             Op::AvgPool2d { .. } => OpKind::AvgPool2d,
+            Op::BatchNorm { .. } => OpKind::BatchNorm,
+            Op::Linear { .. } => OpKind::Linear,
             Op::SimilarityLse { .. } => OpKind::SimilarityLse,
+            Op::AllGatherRows { .. } => OpKind::AllGatherRows,
         }
     }
 
@@ -295,14 +332,28 @@ impl<T: Float> Op<T> {
             | Op::Sum { input, .. }
             | Op::Extremum { input, .. }
             | Op::MaxPool2d { input, .. }
-            | Op::AvgPool2d { input, .. } => vec![input],
+            | Op::AvgPool2d { input, .. }
+            | Op::AllGatherRows { input, .. } => vec![input],
             Op::Binary { lhs, rhs, .. } | Op::MatMul { lhs, rhs } => vec![lhs, rhs],
             Op::Where {
                 on_true, on_false, ..
             } => vec![on_true, on_false],
             Op::Concat { inputs, .. } => inputs.iter().collect(),
-            Op::Conv2d { input, weight, .. } => vec![input, weight],
+            Op::Conv2d {
+                input,
+                weight,
+                bias,
+                ..
+            } => [input, weight].into_iter().chain(bias).collect(),
             Op::SimilarityLse { a, b, .. } => vec![a, b],
+            Op::BatchNorm {
+                input, gamma, beta, ..
+            } => vec![input, gamma, beta],
+            Op::Linear {
+                input,
+                weight,
+                bias,
+            } => [input, weight].into_iter().chain(bias).collect(),
         }
     }
 
@@ -369,11 +420,20 @@ impl<T: Float> Op<T> {
             Op::Conv2d {
                 input,
                 weight,
+                bias,
                 geometry,
             } => {
                 let (gi, gw) =
                     conv::backward(input, weight, geometry, grad, needs(input), needs(weight))?;
-                vec![gi, gw]
+                let gb = match bias {
+                    Some(b) => Some(
+                        needs(b)
+                            .then(|| conv::bias_backward(grad, geometry))
+                            .transpose()?,
+                    ),
+                    None => None,
+                };
+                [gi, gw].into_iter().chain(gb).collect()
             }
             Op::MaxPool2d { input, arg } => {
                 vec![Some(pool::max_pool2d_backward(grad, input.shape(), arg)?)]
@@ -385,9 +445,39 @@ impl<T: Float> Op<T> {
                     geometry,
                 )?)]
             }
+            Op::BatchNorm {
+                input,
+                gamma,
+                beta,
+                saved,
+            } => {
+                let (gi, gg, gb) =
+                    norm::batch_norm_backward(input, gamma, saved, grad, needs(input))?;
+                vec![gi, needs(gamma).then_some(gg), needs(beta).then_some(gb)]
+            }
+            Op::Linear {
+                input,
+                weight,
+                bias,
+            } => {
+                let need = [
+                    needs(input),
+                    needs(weight),
+                    bias.as_ref().is_some_and(needs),
+                ];
+                let [gi, gw, gb] =
+                    crate::backend::cpu::gemm::linear_backward(input, weight, grad, need)?;
+                [gi, gw]
+                    .into_iter()
+                    .chain(bias.as_ref().map(|_| gb))
+                    .collect()
+            }
             Op::SimilarityLse { a, b, saved } => {
                 let (ga, gb) = similarity::backward(a, b, saved, out, grad, needs(a), needs(b))?;
                 vec![ga, gb]
+            }
+            Op::AllGatherRows { input, comm } => {
+                vec![Some(gather::all_gather_rows_backward(grad, input, comm)?)]
             }
         })
     }

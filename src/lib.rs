@@ -31,6 +31,7 @@ pub mod backend;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod data;
+pub mod distributed;
 pub mod error;
 pub mod eval;
 pub mod gradcheck;

@@ -104,3 +104,44 @@ fn similarity_logsumexp_both_regimes() {
         });
     }
 }
+
+#[test]
+fn batch_norm_and_broadcasting() {
+    use contrastive::{BatchNormMode, RunningStats};
+    same_bits_on_1_and_2_threads(|| {
+        let mut rng = StdRng::seed_from_u64(5);
+        // Channels of very different sizes so that the parallel split is uneven.
+        let x = Tensor::<f32>::randn([24, 40, 17, 19], &mut rng).requires_grad_();
+        let gamma = Tensor::<f32>::randn([40], &mut rng).requires_grad_();
+        let beta = Tensor::<f32>::randn([40], &mut rng).requires_grad_();
+        let bias = Tensor::<f32>::randn([24, 40, 1, 19], &mut rng).requires_grad_();
+        let mut stats = RunningStats::new(40);
+        let mode = BatchNormMode {
+            training: true,
+            eps: 1e-5,
+        };
+        let y = x
+            .batch_norm(Some(&gamma), Some(&beta), Some(&mut stats), mode)
+            .unwrap();
+        let z = y
+            .mul(&bias)
+            .unwrap()
+            .add(&bias.broadcast_to(&[24, 40, 17, 19]).unwrap());
+        let z = z.unwrap();
+        let g = z.square().sum_all().unwrap().backward().unwrap();
+        let stats_bits: Vec<u32> = stats
+            .mean
+            .iter()
+            .chain(&stats.var)
+            .map(|v| v.to_bits())
+            .collect();
+        vec![
+            bits(&z),
+            stats_bits,
+            bits(g.get(&x).unwrap()),
+            bits(g.get(&gamma).unwrap()),
+            bits(g.get(&beta).unwrap()),
+            bits(g.get(&bias).unwrap()),
+        ]
+    });
+}

@@ -270,3 +270,26 @@ fn similarity_logsumexp_streams_exactly_like_the_materialised_and_composed_forms
         close(composed.data(), &l1, 1e-12);
     }
 }
+
+#[test]
+fn linear_by_hand() {
+    // y = x·Wᵀ + b with x = [1, 2], W rows [1, 0], [0, 1], [1, 1], b = [0.5, 0, −1].
+    let x = t(&[1.0, 2.0], &[1, 2]).requires_grad_();
+    let w = t(&[1.0, 0.0, 0.0, 1.0, 1.0, 1.0], &[3, 2]).requires_grad_();
+    let b = t(&[0.5, 0.0, -1.0], &[3]).requires_grad_();
+    let y = x.linear(&w, Some(&b)).unwrap();
+    assert_eq!(y.dims(), [1, 3]);
+    // Exact: small integers and halves.
+    close(&y.to_f64_vec(), &[1.5, 2.0, 2.0], 0.0);
+    let g = y.sum_all().unwrap().backward().unwrap();
+    // d(Σy)/dx = column sums of W; d/dW = x in every row; d/db = 1.
+    close(&g.get(&x).unwrap().to_f64_vec(), &[2.0, 2.0], 0.0);
+    close(
+        &g.get(&w).unwrap().to_f64_vec(),
+        &[1.0, 2.0, 1.0, 2.0, 1.0, 2.0],
+        0.0,
+    );
+    close(&g.get(&b).unwrap().to_f64_vec(), &[1.0, 1.0, 1.0], 0.0);
+    // A bias of the wrong length is an error, not a panic.
+    assert!(x.linear(&w, Some(&t(&[1.0, 2.0], &[2]))).is_err());
+}

@@ -1,8 +1,9 @@
 //! The contrastive losses: gradient checks of every loss under proptest (random N, V, d, labels,
 //! scales and parameters), closed-form values, reductions of one loss to another, invariance to
 //! permuting samples, stability sweeps (τ down to 0.01, norms 1e-6 and 1e6, f32 and f64), input
-//! errors, and an independent plain-loop f64 reference for nt_xent, supcon (both denominators),
-//! dcl and clip that the engine must match to 1e-9 in value and gradient.
+//! errors, an independent plain-loop f64 reference for nt_xent, supcon (both denominators),
+//! dcl and clip that the engine must match to 1e-9 in value and gradient, and the fused O(N·d)
+//! forms of nt_xent, supcon and clip against the composed N² ones (1e-10, both regimes).
 
 use contrastive::losses::{self, Denominator, Loss, LossInputs};
 use contrastive::{Error, Float, GradCheckOptions, Result, Tensor, check_gradients};
@@ -224,14 +225,36 @@ fn random_sample(name: &'static str, rng: &mut StdRng) -> Sample {
 fn gradcheck(s: &Sample) -> std::result::Result<(), TestCaseError> {
     let (loss, g) = s.value_and_grad::<f64>();
     let gmax = g.iter().fold(0.0f64, |m, x| m.max(x.abs()));
-    let eps = 1e-6 * s.scale;
+    // Losses on raw features whose logits grow as scale² (a·p, f·(f⁺ − f⁻)) get sharper as the
+    // scale grows: a step of 1e-6·scale would move their logits by 1e-6·scale², and the
+    // truncation error of the difference (∝ step²·scale² relative) reaches 1e-3 at scale 1e3.
+    // Their step keeps the logit change at 1e-6·min(scale, 1)².
+    let bilinear = matches!(s.name, "npair" | "arora_logistic" | "arora_hinge");
+    let eps = if bilinear {
+        1e-6 * s.scale.min(1.0 / s.scale)
+    } else {
+        1e-6 * s.scale
+    };
+    let tau = s
+        .params
+        .iter()
+        .find(|(k, _)| *k == "tau")
+        .and_then(|(_, v)| v.parse::<f64>().ok());
+    let logit_scale = match tau {
+        Some(t) => 1.0 / t,
+        None if bilinear => s.scale * s.scale,
+        None => 0.0,
+    };
     let opts = GradCheckOptions {
         eps,
         // Two floors on the absolute error: entries far below the largest gradient component
         // (1e-6 of it), and the rounding error of a central difference, ε·|f|/eps, which
         // dominates at small scales where the loss has an O(1) part (log N, a hinge's 1, an
         // ε-regularised std) but a gradient of the order of the scale.
-        atol: 1e-6 * gmax + 10.0 * f64::EPSILON * (loss.abs() + 1.0) / eps,
+        // The loss is a difference of terms as large as the logits (1/τ, or scale² on raw
+        // bilinear features), so its rounding error scales with them, not with the loss: a
+        // saturated CLIP loss of 1e-6 is computed as the difference of two terms near 20.
+        atol: 1e-6 * gmax + 10.0 * f64::EPSILON * (loss.abs() + 1.0 + logit_scale) / eps,
         // Central differences with a step 1e-6 of the scale have relative truncation error
         // ≈ (1e-6/τ)² ≤ 1e-9 here; 1e-5 leaves room for rounding.
         rtol: 1e-5,
@@ -252,7 +275,11 @@ fn gradcheck(s: &Sample) -> std::result::Result<(), TestCaseError> {
         check_gradients(|xs: &[Tensor<f64>]| s.eval(&xs[0]), &[x], &opts)
     }
     .map_err(|e| TestCaseError::fail(format!("{e}")))?;
-    prop_assert!(report.passed, "{}: {report}\n{s:?}", s.name);
+    prop_assert!(
+        report.passed,
+        "{}: {report} (gmax {gmax:e}, eps {eps:e}, loss {loss:e})\n{s:?}",
+        s.name
+    );
     Ok(())
 }
 
@@ -1268,4 +1295,141 @@ fn dcl_matches_the_reference_with_and_without_the_clamp() {
     }
     // Both branches of the clamp were compared.
     assert!(clamped > 0 && free > 0, "clamped {clamped}, free {free}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// (g) The fused (streaming) forms against the composed N² forms
+// ---------------------------------------------------------------------------------------------
+
+use contrastive::losses::{SimilarityMode, plain};
+
+/// Labels with classes of sizes 1, 2, 3, 5, … (several power-of-two groups in the class sums),
+/// shuffled.
+fn mixed_labels(rng: &mut StdRng, n: usize) -> Vec<i64> {
+    let mut y = Vec::with_capacity(n);
+    let (mut class, mut size) = (0i64, 1usize);
+    while y.len() < n {
+        for _ in 0..size.min(n - y.len()) {
+            y.push(class);
+        }
+        class += 1;
+        size = if size < 8 { size + 1 } else { 1 };
+    }
+    for i in (1..n).rev() {
+        y.swap(i, rng.random_range(0..=i));
+    }
+    y
+}
+
+// The fused forms add the same terms as the composed ones in another order (a streamed online
+// log-sum-exp, the positives as z_i·Σz_p instead of Σ z_i·z_p): 1e-10 relative is ~1e6 ulps,
+// still far below any formula error.
+const FUSED_TOL: f64 = 1e-10;
+
+#[test]
+fn fused_nt_xent_supcon_and_clip_match_the_composed_forms_in_both_regimes() {
+    let mut rng = StdRng::seed_from_u64(20);
+    // Sizes that cross the 256-row and 512-column blocks of the streaming kernel unevenly.
+    for (n, d, tau) in [(3, 4, 0.5), (37, 5, 0.1), (300, 3, 0.07)] {
+        let f = gauss(&mut rng, n * 2 * d);
+        let dims = [n, 2, d];
+        for mode in [SimilarityMode::Materialize, SimilarityMode::Stream] {
+            let what = |name: &str| format!("{name} N={n} τ={tau} {mode:?}");
+            same(
+                run(&f, dims, |x| losses::nt_xent_with(x, tau, mode)),
+                run(&f, dims, |x| plain::nt_xent(x, tau)),
+                FUSED_TOL,
+                &what("nt_xent"),
+            );
+            same(
+                run(&f, dims, |x| losses::clip_with(x, tau, mode)),
+                run(&f, dims, |x| plain::clip(x, tau)),
+                FUSED_TOL,
+                &what("clip"),
+            );
+        }
+    }
+    for (n, v, d, tau) in [
+        (4, 1, 3, 0.2),
+        (29, 2, 4, 0.1),
+        (90, 3, 3, 0.5),
+        (250, 1, 2, 0.05),
+    ] {
+        let f = gauss(&mut rng, n * v * d);
+        let mut labels = mixed_labels(&mut rng, n);
+        if v == 1 && n == 4 {
+            labels = vec![0, 1, 0, 2]; // singletons, left out of the mean
+        }
+        for mode in [SimilarityMode::Materialize, SimilarityMode::Stream] {
+            for den in [Denominator::All, Denominator::Negatives] {
+                same(
+                    run(&f, [n, v, d], |x| {
+                        losses::supcon_with(x, &labels, tau, den, mode)
+                    }),
+                    run(&f, [n, v, d], |x| plain::supcon(x, &labels, tau, den)),
+                    FUSED_TOL,
+                    &format!("supcon N={n} V={v} {} {mode:?}", den.name()),
+                );
+            }
+        }
+    }
+    // Labels = sample index with two views: every class is a pair (the class-sum shortcut for
+    // all-singleton classes is not taken, V = 2 makes pairs); with V = 1, ties make groups.
+    let (n, d) = (70, 3);
+    let f = gauss(&mut rng, n * 2 * d);
+    let labels: Vec<i64> = (0..n as i64).collect();
+    same(
+        run(&f, [n, 2, d], |x| {
+            losses::supcon_with(x, &labels, 0.3, Denominator::All, SimilarityMode::Stream)
+        }),
+        run(&f, [n, 2, d], |x| plain::nt_xent(x, 0.3)),
+        FUSED_TOL,
+        "supcon with one label per sample is nt_xent (streamed)",
+    );
+}
+
+/// A fused loss in the streaming regime, and its value and feature gradient in precision `T`.
+fn streamed<T: Float>(
+    name: &str,
+    f: &[f64],
+    dims: [usize; 3],
+    labels: &[i64],
+    tau: f64,
+) -> (f64, Vec<f64>) {
+    let x = feats::<T>(f, dims[0], dims[1], dims[2]).requires_grad_();
+    let mode = SimilarityMode::Stream;
+    let l = match name {
+        "nt_xent" => losses::nt_xent_with(&x, tau, mode),
+        "clip" => losses::clip_with(&x, tau, mode),
+        _ => losses::supcon_with(&x, labels, tau, Denominator::All, mode),
+    }
+    .unwrap();
+    let g = l.backward().unwrap().get_or_zeros(&x).to_f64_vec();
+    (l.item().unwrap().to_f64(), g)
+}
+
+#[test]
+fn fused_forms_stay_finite_and_accurate_when_streamed_at_extreme_temperatures_and_norms() {
+    let mut rng = StdRng::seed_from_u64(21);
+    let (n, d) = (40, 6);
+    let labels = mixed_labels(&mut rng, n);
+    for &norm in &[1e-6, 1.0, 1e6] {
+        // Rounded to f32 once, so both precisions see the same inputs.
+        let f: Vec<f64> = rows_with_norm(&mut rng, n * 2, d, norm)
+            .iter()
+            .map(|&x| x as f32 as f64)
+            .collect();
+        for &tau in &[0.01, 0.1, 1.0] {
+            for name in ["nt_xent", "clip", "supcon"] {
+                let what = format!("{name} streamed τ={tau} norm={norm:e}");
+                let (l64, g64) = streamed::<f64>(name, &f, [n, 2, d], &labels, tau);
+                let (l32, g32) = streamed::<f32>(name, &f, [n, 2, d], &labels, tau);
+                assert!(l64.is_finite() && l32.is_finite(), "{what}: {l64} / {l32}");
+                assert!(g64.iter().chain(&g32).all(|x| x.is_finite()), "{what}");
+                // As in the stability sweep: ~100 f32 ulps of the summed magnitudes (1/τ).
+                let tol = 1e-5 * (l64.abs() + 1.0 / tau);
+                assert!((l32 - l64).abs() <= tol, "{what}: f32 {l32} vs f64 {l64}");
+            }
+        }
+    }
 }

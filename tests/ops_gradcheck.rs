@@ -159,6 +159,24 @@ fn matmul_gen(rng: &mut StdRng) -> Vec<Tensor<f64>> {
     let r = [rb, vec![k, n]].concat();
     vec![tensor(rng, &l, Domain::Any), tensor(rng, &r, Domain::Any)]
 }
+/// `x` `(…, k)` (rank 2 or 3), `W` `(n, k)`, `b` `(n)`.
+fn linear_gen(rng: &mut StdRng) -> Vec<Tensor<f64>> {
+    let (m, k, n) = (
+        rng.random_range(1..=4),
+        rng.random_range(1..=4),
+        rng.random_range(1..=4),
+    );
+    let x = if rng.random_bool(0.5) {
+        vec![m, k]
+    } else {
+        vec![2, m, k]
+    };
+    vec![
+        tensor(rng, &x, Domain::Any),
+        tensor(rng, &[n, k], Domain::Any),
+        tensor(rng, &[n], Domain::Any),
+    ]
+}
 fn rank3(rng: &mut StdRng) -> Vec<Tensor<f64>> {
     let dims = shape(rng, 3, 3);
     vec![tensor(rng, &dims, Domain::Any)]
@@ -320,6 +338,8 @@ fn table() -> Vec<Case> {
         case!("minimum", pair_distinct, |x| x[0].minimum(&x[1])),
         case!("pow", pair_pow, |x| x[0].pow(&x[1])),
         case!("matmul", matmul_gen, |x| x[0].matmul(&x[1])),
+        case!("linear", linear_gen, |x| x[0].linear(&x[1], Some(&x[2]))),
+        case!("linear_no_bias", linear_gen, |x| x[0].linear(&x[1], None)),
         case!("reshape", rank3, |x| {
             let n = x[0].numel();
             x[0].reshape(&[n, 1])?.mul(&x[0].reshape(&[1, n])?)
@@ -463,6 +483,11 @@ fn table() -> Vec<Case> {
             let b = x[0].tanh();
             x[0].similarity_logsumexp_with(&b, 0.5, exclude, SimilarityMode::Stream)
         }),
+        case!("all_gather_rows", square_rows, |x| {
+            // One rank: the identity, recorded as an op. Several ranks are checked on threads
+            // in tests/distributed.rs.
+            x[0].all_gather_rows(&contrastive::distributed::solo())
+        }),
         case!("dropout", unary_any, |x| {
             let mut rng = StdRng::seed_from_u64(7);
             x[0].dropout(0.3, true, &mut rng)
@@ -594,6 +619,8 @@ op_tests!(
     minimum,
     pow,
     matmul,
+    linear,
+    linear_no_bias,
     reshape,
     squeeze_unsqueeze,
     flatten,
@@ -630,6 +657,7 @@ op_tests!(
     similarity_lse,
     similarity_lse_stream_diagonal,
     similarity_lse_same_label,
+    all_gather_rows,
     dropout,
 );
 

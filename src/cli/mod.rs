@@ -1,10 +1,11 @@
 //! The command-line interface: argument parsing (clap) and the subcommands. Only built with the
 //! `cli` feature; everything it runs lives in the library.
 
+pub mod bench;
+
 use clap::{Parser, Subcommand};
 
-mod bench;
-
+mod loss;
 mod signal;
 mod sweep;
 mod train;
@@ -30,6 +31,8 @@ enum Command {
     Embed(train::EmbedArgs),
     /// What this build runs on: SIMD level, threads, measured FMA peak.
     Info,
+    /// The reference oracle: one loss (and its gradient) on .npy inputs, computed in f64.
+    Loss(loss::LossArgs),
     /// Times the standard workloads (BENCHMARKS.md): `workload threads throughput unit` lines.
     Bench(bench::BenchArgs),
     /// Run, list (--list) or collect (--collect) a sweep of training runs; --shard I/N or a
@@ -42,6 +45,7 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
+        Command::Loss(args) => loss::run(args),
         Command::Train(args) => train::train(args),
         Command::Eval(args) => train::eval(args),
         Command::Embed(args) => train::embed(args),

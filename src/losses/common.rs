@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::tensor::{Float, Tensor};
+use std::collections::BTreeMap;
 
 /// The sizes of a validated `(N, V, d)` feature tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,4 +177,53 @@ pub(crate) fn pick<T: Float>(s: &Tensor<T>, index: &[usize]) -> Result<Tensor<T>
 /// The index of the other view of each row when V = 2: `(i + N) mod 2N`.
 pub(crate) fn partner(n: usize) -> Vec<usize> {
     (0..2 * n).map(|i| (i + n) % (2 * n)).collect()
+}
+
+/// For every row r of `z` (R, d), the sum of the rows with r's label, r included:
+/// `c_r = Σ_{j: labels[j] = labels[r]} z_j`, as an (R, d) tensor, in O(R·d) memory and
+/// O(log R) ops whatever the class sizes.
+///
+/// The engine has no scatter-add, so the per-class sums are gathered: classes are grouped by
+/// their size rounded up to a power of two L, each group's member rows are gathered into a
+/// `(classes, L, d)` block (padding points at an appended zero row, so at most 2R rows are
+/// gathered in all) and summed over L; each class's sum then goes back to its rows with
+/// `index_select`. Exact sums in row order, no cancellation (unlike prefix sums).
+pub(crate) fn class_sums_per_row<T: Float>(z: &Tensor<T>, labels: &[i64]) -> Result<Tensor<T>> {
+    let (r, d) = (z.dims()[0], z.dims()[1]);
+    debug_assert_eq!(labels.len(), r);
+    let mut classes: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+    for (j, &y) in labels.iter().enumerate() {
+        classes.entry(y).or_default().push(j);
+    }
+    if classes.len() == r {
+        return Ok(z.clone()); // every class is a singleton: c_r = z_r
+    }
+    let mut groups: BTreeMap<usize, Vec<&Vec<usize>>> = BTreeMap::new();
+    for members in classes.values() {
+        groups
+            .entry(members.len().next_power_of_two())
+            .or_default()
+            .push(members);
+    }
+    let padded = Tensor::concat(&[z.clone(), Tensor::zeros([1, d])], 0)?; // (R + 1, d)
+    let mut sums = Vec::with_capacity(groups.len());
+    let mut slot_of_row = vec![0; r];
+    let mut slot = 0;
+    for (&len, members) in &groups {
+        let mut index = Vec::with_capacity(members.len() * len);
+        for class in members {
+            for &j in class.iter() {
+                slot_of_row[j] = slot;
+            }
+            slot += 1;
+            index.extend_from_slice(class);
+            index.resize(index.len() + len - class.len(), r); // the zero row
+        }
+        let block = padded
+            .index_select(0, &index)? // (classes · L, d)
+            .reshape(&[members.len(), len, d])?; // (classes, L, d)
+        sums.push(block.sum(&[1], false)?); // (classes, d)
+    }
+    Tensor::concat(&sums, 0)? // (C, d)
+        .index_select(0, &slot_of_row) // (R, d)
 }

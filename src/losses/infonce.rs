@@ -3,13 +3,13 @@
 //! on raw features) and [`moco`] (InfoNCE against a queue of keys).
 //!
 //! Everything is computed in log space (log-sum-exp with the row maximum subtracted), so no
-//! temperature makes an exponential overflow.
+//! temperature makes an exponential overflow. [`nt_xent`] and [`clip`] take their log-sum-exps
+//! from the fused [`Tensor::similarity_logsumexp`], so their memory grows as O(N·d); the
+//! composed N² forms are in [`plain`](super::plain).
 
-use super::common::{
-    Dims, Views, check_features, check_positive, masked_logsumexp, partner, pick, rows,
-    similarities, view,
-};
+use super::common::{Dims, Views, check_features, check_positive, rows, view};
 use crate::error::{Error, Result};
+use crate::ops::similarity::{Exclude, SimilarityMode};
 use crate::tensor::{Float, Tensor};
 
 /// SimCLR's NT-Xent (normalised temperature-scaled cross-entropy, InfoNCE over the 2N rows).
@@ -23,17 +23,35 @@ use crate::tensor::{Float, Tensor};
 /// is not 0 for identical views (4 orthonormal samples at τ = 0.5 give 0.594438). This is
 /// SimCLR's paper `L`; the TF2 code reports twice this, SupContrast `τ/0.07` times this.
 /// Default τ = 0.5.
+///
+/// Memory is O(N·d): the log-sum-exp terms come from the fused
+/// [`Tensor::similarity_logsumexp`], which streams the similarity matrix past
+/// [`MATERIALIZE_LIMIT`](crate::ops::similarity::MATERIALIZE_LIMIT) entries, and the positives
+/// are N dot products. [`plain::nt_xent`](super::plain::nt_xent) is the composed N² form.
 pub fn nt_xent<T: Float>(features: &Tensor<T>, tau: f64) -> Result<Tensor<T>> {
+    nt_xent_with(features, tau, SimilarityMode::Auto)
+}
+
+/// [`nt_xent`] with the similarity regime chosen explicitly (tests force
+/// [`SimilarityMode::Stream`] at small sizes; `Auto` picks by size).
+pub fn nt_xent_with<T: Float>(
+    features: &Tensor<T>,
+    tau: f64,
+    mode: SimilarityMode,
+) -> Result<Tensor<T>> {
     const LOSS: &str = "nt_xent";
     check_positive(LOSS, "tau", tau)?;
     let dims = check_features(LOSS, features, Views::Exactly(2), 2, "features (N, 2, d)")?;
-    let z = rows(features, dims)?.normalize(1)?;
-    let s = similarities(&z, tau)?;
-    let r = 2 * dims.n;
-    let keep: Vec<bool> = (0..r * r).map(|ik| ik / r != ik % r).collect();
-    let lse = masked_logsumexp(&s, &keep)?;
-    let pos = pick(&s, &partner(dims.n))?;
-    lse.sub(&pos)?.mean_all()
+    let n = dims.n;
+    let z = rows(features, dims)?.normalize(1)?; // (2N, d)
+    let lse = z.similarity_logsumexp_with(&z, 1.0 / tau, Exclude::Diagonal, mode)?; // (2N)
+    // mean over the 2N anchors of s_{i,p(i)}: each pair appears twice, so Σ_j z0_j·z1_j/(Nτ).
+    let pos = z
+        .narrow(0, 0, n)?
+        .mul(&z.narrow(0, n, n)?)?
+        .sum_all()?
+        .mul_scalar(1.0 / (n as f64 * tau));
+    lse.mean_all()?.sub(&pos)
 }
 
 /// CLIP's symmetric InfoNCE between two modalities (view 0 and view 1).
@@ -44,17 +62,31 @@ pub fn nt_xent<T: Float>(features: &Tensor<T>, tau: f64) -> Result<Tensor<T>> {
 /// `loss = ½ [CE(L, I) + CE(Lᵀ, I)]`, each cross-entropy the mean over its N rows with target
 /// the matching sample. There are no same-modality negatives. Default τ = 0.07 (CLIP's initial
 /// temperature; here it is a fixed parameter, not learned).
+///
+/// Computed as `½ mean_i [lse_i(L) + lse_i(Lᵀ)] − mean_i L_ii` with two fused row log-sum-exps
+/// (O(N·d) memory; [`plain::clip`](super::plain::clip) is the composed N² form).
 pub fn clip<T: Float>(features: &Tensor<T>, tau: f64) -> Result<Tensor<T>> {
+    clip_with(features, tau, SimilarityMode::Auto)
+}
+
+/// [`clip`] with the similarity regime chosen explicitly.
+pub fn clip_with<T: Float>(
+    features: &Tensor<T>,
+    tau: f64,
+    mode: SimilarityMode,
+) -> Result<Tensor<T>> {
     const LOSS: &str = "clip";
     check_positive(LOSS, "tau", tau)?;
     let dims = check_features(LOSS, features, Views::Exactly(2), 2, "features (N, 2, d)")?;
-    let z0 = view(features, dims, 0)?.normalize(1)?;
-    let z1 = view(features, dims, 1)?.normalize(1)?;
-    let logits = z0.matmul(&z1.t()?)?.div_scalar(tau);
-    let targets: Vec<usize> = (0..dims.n).collect();
-    let a = logits.cross_entropy(&targets)?;
-    let b = logits.t()?.cross_entropy(&targets)?;
-    Ok(a.add(&b)?.mul_scalar(0.5))
+    let z0 = view(features, dims, 0)?.normalize(1)?; // (N, d)
+    let z1 = view(features, dims, 1)?.normalize(1)?; // (N, d)
+    let by_row = z0.similarity_logsumexp_with(&z1, 1.0 / tau, Exclude::Nothing, mode)?; // (N)
+    let by_col = z1.similarity_logsumexp_with(&z0, 1.0 / tau, Exclude::Nothing, mode)?; // (N)
+    let pos = z0
+        .mul(&z1)?
+        .sum_all()?
+        .mul_scalar(1.0 / (dims.n as f64 * tau));
+    by_row.add(&by_col)?.mean_all()?.mul_scalar(0.5).sub(&pos)
 }
 
 /// Sohn's N-pair loss on raw (unnormalised) features.

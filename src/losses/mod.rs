@@ -41,6 +41,17 @@
 //! | [`barlow_twins`] | 2 | – | raw, batch-standardised: `Σ(1−C_ii)² + λΣ_{i≠j}C_ij²` | λ = 5e-3 |
 //! | [`vicreg`] | 2 | – | raw: `λ·inv + μ·var + ν·cov` | λ = 25, μ = 25, ν = 1 |
 //!
+//! **Large batches.** [`nt_xent`], [`supcon`](fn@supcon) (with `denominator = all`) and [`clip`]
+//! never form the similarity matrix: their log-sum-exp terms come from the fused
+//! [`Tensor::similarity_logsumexp`](crate::Tensor::similarity_logsumexp), which keeps the
+//! probabilities up to [`MATERIALIZE_LIMIT`](crate::ops::similarity::MATERIALIZE_LIMIT) entries
+//! and streams blocks (an online log-sum-exp, recomputed in backward) past it, and their positive
+//! terms are O(N·d) dot products. Memory grows as O(N·d): 2 × 32768 rows of 128 dimensions run
+//! forward and backward in a few hundred MB where the matrix alone would take 16 GB. The `_with`
+//! variants ([`nt_xent_with`], [`supcon_with`], [`clip_with`]) choose the regime
+//! ([`SimilarityMode`]); the composed N² forms live in [`plain`] as the reference they are tested
+//! against (to 1e-10 in f64, value and gradient).
+//!
 //! Every function validates its inputs (rank 3, the number of views, `labels.len() == N`, the
 //! queue's width, finite values, parameter ranges) and returns an [`Error`](crate::Error) naming
 //! the loss and the shapes.
@@ -72,24 +83,26 @@
 //!
 //! Files: [`infonce`] (nt_xent, clip, npair, moco), [`supcon`](mod@supcon) (supcon, spread,
 //! tabi), [`debiased`] (dcl, hcl), [`geometry`] (align, uniform), [`spectral`](mod@spectral),
-//! [`margin`] (triplet, arora), [`redundancy`] (barlow_twins, vicreg), [`registry`] (names,
-//! parameters, dispatch).
+//! [`margin`] (triplet, arora), [`redundancy`] (barlow_twins, vicreg), [`plain`] (the composed
+//! N² forms of nt_xent, supcon, clip), [`registry`] (names, parameters, dispatch).
 
 mod common;
 pub mod debiased;
 pub mod geometry;
 pub mod infonce;
 pub mod margin;
+pub mod plain;
 pub mod redundancy;
 pub mod registry;
 pub mod spectral;
 pub mod supcon;
 
+pub use crate::ops::similarity::SimilarityMode;
 pub use debiased::{dcl, hcl};
 pub use geometry::{align, uniform};
-pub use infonce::{clip, moco, npair, nt_xent};
+pub use infonce::{clip, clip_with, moco, npair, nt_xent, nt_xent_with};
 pub use margin::{arora_hinge, arora_logistic, triplet};
 pub use redundancy::{barlow_twins, vicreg};
 pub use registry::{Loss, LossInputs, NAMES, ParamValue, compute};
 pub use spectral::spectral;
-pub use supcon::{Denominator, spread, supcon, tabi};
+pub use supcon::{Denominator, spread, supcon, supcon_with, tabi};

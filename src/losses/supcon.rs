@@ -8,10 +8,11 @@
 //! silent 0.
 
 use super::common::{
-    Views, check_features, check_labels, check_positive, check_range, constant, masked_logsumexp,
-    partner, pick, row_labels, rows, similarities,
+    Views, check_features, check_labels, check_positive, check_range, class_sums_per_row, constant,
+    masked_logsumexp, partner, pick, row_labels, rows, similarities,
 };
 use crate::error::{Error, Result};
+use crate::ops::similarity::{Exclude, SimilarityMode};
 use crate::tensor::{Float, Tensor};
 use std::collections::HashMap;
 
@@ -47,23 +48,21 @@ impl Denominator {
     }
 }
 
-/// The SupCon core over a precomputed `(R, R)` similarity matrix `s` (already divided by τ) and
-/// one label per row. `what` names the rows and labels in error messages; `shape` is the caller's
-/// feature shape.
-pub(crate) fn supcon_core<T: Float>(
-    loss: &'static str,
-    s: &Tensor<T>,
-    labels: &[i64],
-    denominator: Denominator,
-    what: &str,
-    shape: &[usize],
-) -> Result<Tensor<T>> {
+/// Per row: |P(i)|, the number of rows with another label, and the anchors (rows with a
+/// positive).
+struct Anchors {
+    positives: Vec<usize>,
+    negatives: Vec<usize>,
+    anchors: Vec<usize>,
+}
+
+/// Counts positives and negatives per row; an error if no row has a positive.
+fn anchors(loss: &'static str, labels: &[i64], what: &str, shape: &[usize]) -> Result<Anchors> {
     let r = labels.len();
     let mut class_size: HashMap<i64, usize> = HashMap::new();
     for &y in labels {
         *class_size.entry(y).or_default() += 1;
     }
-    // |P(i)| and the number of rows with another label.
     let positives: Vec<usize> = labels.iter().map(|y| class_size[y] - 1).collect();
     let negatives: Vec<usize> = labels.iter().map(|y| r - class_size[y]).collect();
     let anchors: Vec<usize> = (0..r).filter(|&i| positives[i] > 0).collect();
@@ -76,6 +75,30 @@ pub(crate) fn supcon_core<T: Float>(
             ),
         ));
     }
+    Ok(Anchors {
+        positives,
+        negatives,
+        anchors,
+    })
+}
+
+/// The SupCon core over a precomputed `(R, R)` similarity matrix `s` (already divided by τ) and
+/// one label per row. `what` names the rows and labels in error messages; `shape` is the caller's
+/// feature shape.
+pub(crate) fn supcon_core<T: Float>(
+    loss: &'static str,
+    s: &Tensor<T>,
+    labels: &[i64],
+    denominator: Denominator,
+    what: &str,
+    shape: &[usize],
+) -> Result<Tensor<T>> {
+    let r = labels.len();
+    let Anchors {
+        positives,
+        negatives,
+        anchors,
+    } = anchors(loss, labels, what, shape)?;
     let a = anchors.len();
     let sa = s.index_select(0, &anchors)?;
     // `not_positive[ai·R + j]`: row j is not a positive of anchor `anchors[ai]`.
@@ -151,26 +174,61 @@ pub(crate) fn supcon_core<T: Float>(
 /// out (not counted as 0, as SupContrast does). If no anchor has a positive (e.g. V = 1 and all
 /// labels distinct) this returns an error; with `Negatives`, so does a batch with a single label
 /// (the loss would be identically 0). There is no `τ/τ_base` factor. Default τ = 0.1.
+///
+/// Memory: with `All`, O(N·d) — the log-sum-exp comes from the fused
+/// [`Tensor::similarity_logsumexp`] and `Σ_{p∈P(i)} s_ip = z_i·(c_{y_i} − z_i)/τ` from the class
+/// sums `c_y`. With `Negatives` the matrix is formed ([`plain::supcon`](super::plain::supcon)):
+/// each positive pair enters its own softplus `log(1 + e^{lneg_i − s_ip})`, a function of every
+/// individual `s_ip`, so it needs all Σ_y n_y² positive similarities — Θ(N²) with few classes.
 pub fn supcon<T: Float>(
     features: &Tensor<T>,
     labels: &[i64],
     tau: f64,
     denominator: Denominator,
 ) -> Result<Tensor<T>> {
+    supcon_with(features, labels, tau, denominator, SimilarityMode::Auto)
+}
+
+/// [`supcon`](fn@supcon) with the similarity regime chosen explicitly (for
+/// [`Denominator::All`]; `Negatives` always forms the matrix).
+pub fn supcon_with<T: Float>(
+    features: &Tensor<T>,
+    labels: &[i64],
+    tau: f64,
+    denominator: Denominator,
+    mode: SimilarityMode,
+) -> Result<Tensor<T>> {
     const LOSS: &str = "supcon";
+    if denominator == Denominator::Negatives {
+        return super::plain::supcon(features, labels, tau, denominator);
+    }
     check_positive(LOSS, "tau", tau)?;
     let dims = check_features(LOSS, features, Views::AtLeast(1), 1, "features (N, V, d)")?;
     check_labels(LOSS, "labels", labels, features.dims())?;
-    let z = rows(features, dims)?.normalize(1)?;
-    let s = similarities(&z, tau)?;
-    supcon_core(
-        LOSS,
-        &s,
-        &row_labels(labels, dims.v),
-        denominator,
-        "labels",
-        features.dims(),
-    )
+    let y = row_labels(labels, dims.v);
+    let r = y.len();
+    let Anchors {
+        positives, anchors, ..
+    } = anchors(LOSS, &y, "labels", features.dims())?;
+    let z = rows(features, dims)?.normalize(1)?; // (R, d)
+    let lse = z.similarity_logsumexp_with(&z, 1.0 / tau, Exclude::Diagonal, mode)?; // (R)
+    let others = class_sums_per_row(&z, &y)?.sub(&z)?; // Σ_{p∈P(i)} z_p, (R, d)
+    // (1/|P(i)|)·Σ_{p∈P(i)} s_ip; rows without a positive get weight 0 and are dropped below.
+    let weight: Vec<f64> = positives
+        .iter()
+        .map(|&p| if p > 0 { 1.0 / (p as f64 * tau) } else { 0.0 })
+        .collect();
+    let mean_pos = z
+        .mul(&others)?
+        .sum(&[1], false)?
+        .mul(&constant(&weight, &[r])?)?; // (R)
+    let terms = lse.sub(&mean_pos)?;
+    let terms = if anchors.len() == r {
+        terms
+    } else {
+        terms.index_select(0, &anchors)?
+    };
+    terms.mean_all()
 }
 
 /// L_spread: SupCon mixed with class-conditional InfoNCE (Chen, Fu et al. 2022, "Perfectly

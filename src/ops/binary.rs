@@ -7,6 +7,7 @@ use crate::backend::cpu::simd;
 use crate::error::Result;
 use crate::ops::reduce::sum_to_shape;
 use crate::tensor::{Float, Shape, StridedIter, Tensor};
+use rayon::prelude::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinaryOp {
@@ -86,24 +87,59 @@ pub(crate) fn broadcast_map<T: Float, F: Fn(T, T) -> T + Sync>(
         (ls[rank - 1], rs[rank - 1])
     };
     let outer = &shape.dims()[..rank.saturating_sub(1)];
-    let l_outer = StridedIter::new(outer, &ls[..rank.saturating_sub(1)]);
-    let r_outer = StridedIter::new(outer, &rs[..rank.saturating_sub(1)]);
+    let (lo_strides, ro_strides) = (&ls[..rank.saturating_sub(1)], &rs[..rank.saturating_sub(1)]);
     let (l, r) = (lhs.data(), rhs.data());
-    for ((o, lo), ro) in out.chunks_mut(row).zip(l_outer).zip(r_outer) {
-        match (l_step, r_step) {
-            (1, 1) => simd::zip_map(&l[lo..lo + row], &r[ro..ro + row], o, &f),
-            (1, _) => {
-                let rv = r[ro];
-                simd::map(&l[lo..lo + row], o, |a| f(a, rv));
-            }
-            (_, 1) => {
-                let lv = l[lo];
-                simd::map(&r[ro..ro + row], o, |b| f(lv, b));
-            }
-            _ => o.fill(f(l[lo], r[ro])),
+    let one_row = |o: &mut [T], lo: usize, ro: usize| match (l_step, r_step) {
+        (1, 1) => simd::zip_map(&l[lo..lo + row], &r[ro..ro + row], o, &f),
+        (1, _) => {
+            let rv = r[ro];
+            simd::map(&l[lo..lo + row], o, |a| f(a, rv));
+        }
+        (_, 1) => {
+            let lv = l[lo];
+            simd::map(&r[ro..ro + row], o, |b| f(lv, b));
+        }
+        _ => o.fill(f(l[lo], r[ro])),
+    };
+    if row >= PAR_MIN_ROW && out.len() >= 2 * PAR_BLOCK {
+        // Fixed blocks of whole rows in parallel; each row's offsets are computed from its
+        // index, and every element depends on its own inputs only: the same bits for any
+        // number of threads.
+        let rows_per_block = PAR_BLOCK.div_ceil(row);
+        out.par_chunks_mut(rows_per_block * row)
+            .enumerate()
+            .for_each(|(b, block)| {
+                for (i, o) in block.chunks_mut(row).enumerate() {
+                    let index = b * rows_per_block + i;
+                    let lo = row_offset(index, outer, lo_strides);
+                    let ro = row_offset(index, outer, ro_strides);
+                    one_row(o, lo, ro);
+                }
+            });
+    } else {
+        let l_outer = StridedIter::new(outer, lo_strides);
+        let r_outer = StridedIter::new(outer, ro_strides);
+        for ((o, lo), ro) in out.chunks_mut(row).zip(l_outer).zip(r_outer) {
+            one_row(o, lo, ro);
         }
     }
     Ok((out, shape))
+}
+
+/// Elements per parallel task of the broadcasting paths.
+pub(crate) const PAR_BLOCK: usize = 1 << 14;
+/// Rows shorter than this stay on the serial path, whose offsets come from an incremental
+/// iterator instead of a division per axis.
+pub(crate) const PAR_MIN_ROW: usize = 16;
+
+/// The flat offset of row `index` (row-major over `dims`) in a view with `strides`.
+pub(crate) fn row_offset(mut index: usize, dims: &[usize], strides: &[usize]) -> usize {
+    let mut offset = 0;
+    for (&d, &s) in dims.iter().zip(strides).rev() {
+        offset += (index % d) * s;
+        index /= d;
+    }
+    offset
 }
 
 fn apply<T: Float>(kind: BinaryOp, lhs: &Tensor<T>, rhs: &Tensor<T>) -> Result<Tensor<T>> {

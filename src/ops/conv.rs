@@ -136,7 +136,9 @@ impl Conv2dGeometry {
 /// Images per piece of the weight-gradient sum (fixed, for thread-count-independent results).
 const IMAGES_PER_PIECE: usize = 4;
 
-fn forward<T: Float>(x: &[T], weight: &[T], g: &Conv2dGeometry) -> Vec<T> {
+/// The convolution, with the bias (when given) as each output row's starting value, so that
+/// adding it costs no pass of its own.
+fn forward<T: Float>(x: &[T], weight: &[T], bias: Option<&[T]>, g: &Conv2dGeometry) -> Vec<T> {
     let (ocg, rows, cols) = (
         g.out_channels / g.groups,
         g.window.col_rows(),
@@ -146,18 +148,20 @@ fn forward<T: Float>(x: &[T], weight: &[T], g: &Conv2dGeometry) -> Vec<T> {
     let mut out = vec![T::ZERO; g.batch * g.out_image_len()];
     out.par_chunks_mut(g.out_image_len().max(1))
         .zip(x.par_chunks(g.image_len().max(1)))
-        .for_each(|(y, image)| {
-            let mut buf = Vec::new();
+        // One column buffer per rayon job, not per image: these buffers are above glibc's mmap
+        // threshold, so a fresh one per image cost an mmap, page faults and an munmap.
+        .for_each_init(Vec::new, |buf, (y, image)| {
             for grp in 0..g.groups {
-                let cols_m = g.columns(&image[grp * group_len..(grp + 1) * group_len], &mut buf);
+                let cols_m = g.columns(&image[grp * group_len..(grp + 1) * group_len], buf);
                 // (OC/G, C/G·KH·KW) · (C/G·KH·KW, OH·OW) → (OC/G, OH·OW)
                 let w_g = MatRef::new(&weight[grp * ocg * rows..(grp + 1) * ocg * rows], ocg, rows);
-                gemm(
-                    w_g,
-                    MatRef::new(cols_m, rows, cols),
-                    &mut y[grp * ocg * cols..(grp + 1) * ocg * cols],
-                    false,
-                );
+                let y_g = &mut y[grp * ocg * cols..(grp + 1) * ocg * cols];
+                if let Some(b) = bias {
+                    for (row, &v) in y_g.chunks_mut(cols.max(1)).zip(&b[grp * ocg..]) {
+                        row.fill(v);
+                    }
+                }
+                gemm(w_g, MatRef::new(cols_m, rows, cols), y_g, bias.is_some());
             }
         });
     out
@@ -184,23 +188,30 @@ pub(crate) fn backward<T: Float>(
         let mut dx = vec![T::ZERO; x.len()];
         dx.par_chunks_mut(g.image_len().max(1))
             .zip(dy.par_chunks(out_len))
-            .for_each(|(dx_img, dy_img)| {
-                let mut dcols = vec![T::ZERO; rows * cols];
-                for grp in 0..g.groups {
-                    let w_g = MatRef::new(&w[grp * ocg * rows..(grp + 1) * ocg * rows], ocg, rows);
-                    let dy_g =
-                        MatRef::new(&dy_img[grp * ocg * cols..(grp + 1) * ocg * cols], ocg, cols);
-                    let dst = &mut dx_img[grp * group_len..(grp + 1) * group_len];
-                    if g.is_pointwise() {
-                        // (C/G, OC/G) · (OC/G, H·W): the column gradient is the image gradient.
-                        gemm(w_g.t(), dy_g, dst, false);
-                    } else {
-                        // (C/G·KH·KW, OC/G) · (OC/G, OH·OW) → column gradient, folded back.
-                        gemm(w_g.t(), dy_g, &mut dcols, false);
-                        col2im(&dcols, &g.window, dst);
+            // One column-gradient buffer per rayon job (see `forward`); each GEMM overwrites it.
+            .for_each_init(
+                || vec![T::ZERO; rows * cols],
+                |dcols, (dx_img, dy_img)| {
+                    for grp in 0..g.groups {
+                        let w_g =
+                            MatRef::new(&w[grp * ocg * rows..(grp + 1) * ocg * rows], ocg, rows);
+                        let dy_g = MatRef::new(
+                            &dy_img[grp * ocg * cols..(grp + 1) * ocg * cols],
+                            ocg,
+                            cols,
+                        );
+                        let dst = &mut dx_img[grp * group_len..(grp + 1) * group_len];
+                        if g.is_pointwise() {
+                            // (C/G, OC/G) · (OC/G, H·W): the column gradient is the image gradient.
+                            gemm(w_g.t(), dy_g, dst, false);
+                        } else {
+                            // (C/G·KH·KW, OC/G) · (OC/G, OH·OW) → column gradient, folded back.
+                            gemm(w_g.t(), dy_g, dcols, false);
+                            col2im(dcols, &g.window, dst);
+                        }
                     }
-                }
-            });
+                },
+            );
         Some(Tensor::from_vec(dx, input.shape().clone())?)
     } else {
         None
@@ -247,6 +258,25 @@ pub(crate) fn backward<T: Float>(
     Ok((dx, dw))
 }
 
+/// The bias gradient `(OC)`: `dY` summed over the images and pixels, first per `(n, oc)` row
+/// (in parallel), then over n in order, so the bits do not depend on the thread count.
+pub(crate) fn bias_backward<T: Float>(grad: &Tensor<T>, g: &Conv2dGeometry) -> Result<Tensor<T>> {
+    let (oc, pixels) = (g.out_channels, g.window.col_cols());
+    let rows: Vec<T> = grad
+        .data()
+        .par_chunks(pixels.max(1))
+        .with_min_len((1 << 14) / pixels.max(1) + 1)
+        .map(crate::backend::cpu::simd::sum_row)
+        .collect();
+    let mut db = vec![T::ZERO; oc];
+    for image in rows.chunks(oc.max(1)) {
+        for (d, &v) in db.iter_mut().zip(image) {
+            *d += v;
+        }
+    }
+    Tensor::from_vec(db, [oc])
+}
+
 impl<T: Float> Tensor<T> {
     /// 2-d convolution of `(N, C, H, W)` with `weight` `(OC, C/groups, KH, KW)` and an optional
     /// `bias` `(OC)`, giving `(N, OC, OH, OW)`.
@@ -257,7 +287,21 @@ impl<T: Float> Tensor<T> {
         params: Conv2dParams,
     ) -> Result<Self> {
         let geometry = Conv2dGeometry::new(self.dims(), weight.dims(), params)?;
-        let out = forward(self.data(), weight.data(), &geometry);
+        if let Some(b) = bias
+            && b.dims() != [geometry.out_channels]
+        {
+            return Err(Error::ShapeMismatch {
+                op: "conv2d bias (expected (OC))",
+                lhs: weight.dims().to_vec(),
+                rhs: b.dims().to_vec(),
+            });
+        }
+        let out = forward(
+            self.data(),
+            weight.data(),
+            bias.map(|b| b.data()),
+            &geometry,
+        );
         let w = &geometry.window;
         let shape = Shape::new([
             geometry.batch,
@@ -265,38 +309,15 @@ impl<T: Float> Tensor<T> {
             w.out_height,
             w.out_width,
         ]);
-        let y = Tensor::from_op(
+        Ok(Tensor::from_op(
             out,
             shape,
             Op::Conv2d {
                 input: self.clone(),
                 weight: weight.clone(),
+                bias: bias.cloned(),
                 geometry,
             },
-        );
-        match bias {
-            None => Ok(y),
-            Some(b) => {
-                if b.dims() != [geometry.out_channels] {
-                    return Err(Error::ShapeMismatch {
-                        op: "conv2d bias (expected (OC))",
-                        lhs: weight.dims().to_vec(),
-                        rhs: b.dims().to_vec(),
-                    });
-                }
-                // (N, OC, OH·OW) + (N, OC, 1): the bias is spread over the batch first, so its
-                // gradient is a sum over the pixels (contiguous rows, in parallel) and then a
-                // small one over N, rather than one sum over the axes {0, 2, 3}, which would
-                // copy dY into a permuted layout.
-                let (n, oc, pixels) = (geometry.batch, geometry.out_channels, w.col_cols());
-                let spread = b.reshape(&[1, oc, 1])?.broadcast_to(&[n, oc, 1])?;
-                y.reshape(&[n, oc, pixels])?.add(&spread)?.reshape(&[
-                    geometry.batch,
-                    oc,
-                    w.out_height,
-                    w.out_width,
-                ])
-            }
-        }
+        ))
     }
 }

@@ -3,7 +3,9 @@
 
 use crate::autograd::Op;
 use crate::error::{Error, Result};
+use crate::ops::binary::{PAR_BLOCK, PAR_MIN_ROW, row_offset};
 use crate::tensor::{Float, Shape, StridedIter, Tensor};
+use rayon::prelude::*;
 
 /// Copies `data` (shaped `from`) into a row-major buffer of shape `to`, where `from` broadcasts
 /// to `to`.
@@ -21,11 +23,30 @@ fn materialize_broadcast<T: Float>(data: &[T], from: &Shape, to: &Shape) -> Vec<
     let row = to.dims()[rank - 1];
     let step = strides[rank - 1];
     let starts = StridedIter::new(&to.dims()[..rank - 1], &strides[..rank - 1]);
-    for (dst, start) in out.chunks_mut(row).zip(starts) {
+    let copy_row = |dst: &mut [T], start: usize| {
         if step == 0 {
             dst.fill(data[start]);
         } else {
             dst.copy_from_slice(&data[start..start + row]);
+        }
+    };
+    let (outer, outer_strides) = (&to.dims()[..rank - 1], &strides[..rank - 1]);
+    if row >= PAR_MIN_ROW && out.len() >= 2 * PAR_BLOCK {
+        // Fixed blocks of whole rows in parallel (a copy: the same bits for any thread count).
+        let rows_per_block = PAR_BLOCK.div_ceil(row);
+        out.par_chunks_mut(rows_per_block * row)
+            .enumerate()
+            .for_each(|(b, block)| {
+                for (i, dst) in block.chunks_mut(row).enumerate() {
+                    copy_row(
+                        dst,
+                        row_offset(b * rows_per_block + i, outer, outer_strides),
+                    );
+                }
+            });
+    } else {
+        for (dst, start) in out.chunks_mut(row).zip(starts) {
+            copy_row(dst, start);
         }
     }
     out

@@ -98,15 +98,36 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
             let entry = state.entry("Sgd", name, p.dims(), slots)?;
             let first = entry.step == 0;
             entry.step += 1;
-            let mut buf = entry.bufs.first_mut();
-            update_values(p, |w| {
-                for (i, (w, &g)) in w.iter_mut().zip(g).enumerate() {
-                    let mut d = g + wd * *w;
-                    if let Some(b) = buf.as_deref_mut() {
-                        b[i] = if first { d } else { mu * b[i] + keep * d };
-                        d = if nesterov { d + mu * b[i] } else { b[i] };
+            let buf = entry.bufs.first_mut();
+            // One branch-free loop per case (the branches hoisted out), so each vectorises;
+            // the arithmetic per element is unchanged.
+            update_values(p, |w| match buf {
+                None => w
+                    .iter_mut()
+                    .zip(g)
+                    .for_each(|(w, &g)| *w -= lr * (g + wd * *w)),
+                Some(b) => {
+                    let items = w.iter_mut().zip(g).zip(b.iter_mut());
+                    match (first, nesterov) {
+                        (true, false) => items.for_each(|((w, &g), b)| {
+                            *b = g + wd * *w;
+                            *w -= lr * *b;
+                        }),
+                        (false, false) => items.for_each(|((w, &g), b)| {
+                            *b = mu * *b + keep * (g + wd * *w);
+                            *w -= lr * *b;
+                        }),
+                        (true, true) => items.for_each(|((w, &g), b)| {
+                            let d = g + wd * *w;
+                            *b = d;
+                            *w -= lr * (d + mu * *b);
+                        }),
+                        (false, true) => items.for_each(|((w, &g), b)| {
+                            let d = g + wd * *w;
+                            *b = mu * *b + keep * d;
+                            *w -= lr * (d + mu * *b);
+                        }),
                     }
-                    *w -= lr * d;
                 }
             })
         })

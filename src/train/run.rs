@@ -10,6 +10,7 @@ use super::config::Config;
 use super::plots;
 use super::report::{self, Evaluation};
 use super::setup::{self, Splits};
+use crate::distributed::{self, Collective, DEFAULT_CHECK_EVERY, DataParallel};
 use crate::error::{Error, Result};
 use crate::losses::{Loss, LossInputs};
 use crate::nn::{EncoderHead, Mode, Module};
@@ -64,9 +65,21 @@ fn with_threads<R: Send>(config: &Config, f: impl FnOnce() -> Result<R> + Send) 
     }
 }
 
-/// Trains as `config` says, in `options.run_dir`.
+/// Trains as `config` says, in `options.run_dir`; under an MPI launcher (feature `mpi`), as
+/// one rank of the MPI world ([`distributed::training_world`]).
 pub fn train(config: &Config, options: &RunOptions) -> Result<RunOutcome> {
-    with_threads(config, || train_inner(config, options))
+    train_with(config, options, distributed::training_world()?)
+}
+
+/// [`train`] as one rank of `comm`: every rank of the group calls it with the same `config`;
+/// each trains on its share of every batch ([`DataParallel`]) and rank 0 alone writes the run
+/// folder and evaluates (the others return no evaluation).
+pub fn train_with(
+    config: &Config,
+    options: &RunOptions,
+    comm: Arc<dyn Collective<f32>>,
+) -> Result<RunOutcome> {
+    with_threads(config, || train_inner(config, options, comm))
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> Error {
@@ -87,9 +100,17 @@ fn loss_value(loss: &Loss, features: &Tensor<f32>, labels: &[i64]) -> Result<Ten
     loss.compute(&inputs)
 }
 
-fn train_inner(config: &Config, options: &RunOptions) -> Result<RunOutcome> {
+fn train_inner(
+    config: &Config,
+    options: &RunOptions,
+    comm: Arc<dyn Collective<f32>>,
+) -> Result<RunOutcome> {
+    let dp = DataParallel::new(comm, DEFAULT_CHECK_EVERY);
+    let root = dp.is_root();
     let dir = &options.run_dir;
-    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    if root {
+        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
+    }
     let checkpoint_path = dir.join(CHECKPOINT);
     let metrics_path = dir.join(METRICS);
 
@@ -102,6 +123,7 @@ fn train_inner(config: &Config, options: &RunOptions) -> Result<RunOutcome> {
     let schedule = setup::build_schedule(config, steps_per_epoch)?;
     let epochs = config.usize("train.epochs")?;
     let views = config.usize("data.views")?;
+    dp.local_batch(config.usize("train.batch_size")?)?;
 
     let mut position = Position::default();
     if options.resume && checkpoint_path.exists() {
@@ -121,25 +143,31 @@ fn train_inner(config: &Config, options: &RunOptions) -> Result<RunOutcome> {
         model.load_state(&saved.model)?;
         optimizer.load_state_tensors(&saved.optimizer)?;
         position = saved.position;
-    } else {
+    } else if root {
         // A fresh run: start the metrics log anew.
         std::fs::write(&metrics_path, b"").map_err(|e| io_error(&metrics_path, e))?;
     }
-    report::write_file(&dir.join("config.toml"), &config.to_toml())?;
-
-    let mut metrics = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(&metrics_path)
-        .map_err(|e| io_error(&metrics_path, e))?;
+    dp.check_start(&config.id(), position.global_step, &model)?;
+    let mut metrics = if root {
+        report::write_file(&dir.join("config.toml"), &config.to_toml())?;
+        let file = OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&metrics_path)
+            .map_err(|e| io_error(&metrics_path, e))?;
+        Some(file)
+    } else {
+        None
+    };
     let clip = config.f64("optim.clip_grad_norm")?;
     let every = config.usize("train.checkpoint_every")?.max(1);
     let mut progress = Progress::new(
-        options.progress && std::io::stderr().is_terminal(),
+        options.progress && root && std::io::stderr().is_terminal(),
         epochs,
         steps_per_epoch,
     );
     let mut last_loss = f64::NAN;
+    let (mut train_seconds, mut steps_run) = (0.0, 0usize);
     let stop_requested = || {
         options
             .stop
@@ -161,9 +189,11 @@ fn train_inner(config: &Config, options: &RunOptions) -> Result<RunOutcome> {
             let lr = schedule.lr(step);
             optimizer.set_lr(lr);
             let b = batch.batch_size();
-            let z = model.forward(&batch.views, Mode::Train)?; // (V·B, p), view-major
-            if !z.all_finite() {
-                let bad = z
+            let local = dp.local_views(&batch.views, views)?; // this rank's share, view-major
+            let z = model.forward(&local, Mode::Train)?; // (V·B/K, p)
+            let features = dp.global_features(&z, views)?; // (B, V, p), every rank's share
+            if !features.all_finite() {
+                let bad = features
                     .data()
                     .iter()
                     .find(|v| !v.is_finite())
@@ -177,8 +207,6 @@ fn train_inner(config: &Config, options: &RunOptions) -> Result<RunOutcome> {
                     &checkpoint_path,
                 ));
             }
-            let p = z.dims()[1];
-            let features = z.reshape(&[views, b, p])?.permute(&[1, 0, 2])?; // (B, V, p)
             let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
             let l = loss_value(&loss, &features, &labels)?;
             let value = f64::from(l.item()?);
@@ -192,8 +220,9 @@ fn train_inner(config: &Config, options: &RunOptions) -> Result<RunOutcome> {
                     &checkpoint_path,
                 ));
             }
-            let grads = l.backward()?;
             let mut params = model.parameters_mut();
+            // Gradients of the global loss, summed over the ranks; stop when any rank asks.
+            let (grads, stop_all) = dp.backward(&l, &params, stop_requested())?;
             if clip > 0.0 {
                 let (clipped, norm) = clip_grad_norm(&params, &grads, clip)?;
                 if !norm.is_finite() {
@@ -211,6 +240,10 @@ fn train_inner(config: &Config, options: &RunOptions) -> Result<RunOutcome> {
                 optimizer.step(&mut params, &grads)?;
             }
             drop(params);
+            dp.sync_buffers(&mut model)?;
+            if dp.check_due(step + 1) {
+                dp.check_replicas(step + 1, &model)?;
+            }
             position = Position {
                 epoch,
                 step: batch.step + 1,
@@ -226,14 +259,16 @@ fn train_inner(config: &Config, options: &RunOptions) -> Result<RunOutcome> {
                 samples,
                 started,
             );
-            if stop_requested() {
-                checkpoint::save(
-                    &checkpoint_path,
-                    config,
-                    &model,
-                    optimizer.as_ref(),
-                    position,
-                )?;
+            if stop_all {
+                if root {
+                    checkpoint::save(
+                        &checkpoint_path,
+                        config,
+                        &model,
+                        optimizer.as_ref(),
+                        position,
+                    )?;
+                }
                 progress.finish();
                 return Ok(RunOutcome {
                     status: RunStatus::Interrupted(position),
@@ -244,8 +279,11 @@ fn train_inner(config: &Config, options: &RunOptions) -> Result<RunOutcome> {
             }
         }
         let seconds = started.elapsed().as_secs_f64();
+        (train_seconds, steps_run) = (train_seconds + seconds, steps_run + batches);
         if batches > 0 {
             last_loss = loss_sum / batches as f64;
+        }
+        if let Some(metrics) = metrics.as_mut().filter(|_| batches > 0) {
             let line = format!(
                 "{{\"epoch\": {}, \"global_step\": {}, \"loss\": {}, \"lr\": {}, \"samples_per_s\": {:.1}, \"seconds\": {:.3}}}\n",
                 epoch + 1,
@@ -264,7 +302,7 @@ fn train_inner(config: &Config, options: &RunOptions) -> Result<RunOutcome> {
             step: 0,
             global_step: position.global_step,
         };
-        if (epoch + 1) % every == 0 || epoch + 1 == epochs {
+        if root && ((epoch + 1) % every == 0 || epoch + 1 == epochs) {
             checkpoint::save(
                 &checkpoint_path,
                 config,
@@ -275,6 +313,17 @@ fn train_inner(config: &Config, options: &RunOptions) -> Result<RunOutcome> {
         }
     }
     progress.finish();
+    if dp.size() > 1 && root {
+        eprintln!("{}", dp.summary(steps_run, train_seconds));
+    }
+    if !root {
+        return Ok(RunOutcome {
+            status: RunStatus::Finished,
+            run_dir: dir.clone(),
+            last_loss,
+            evaluation: None,
+        });
+    }
     if position.epoch < epochs || !checkpoint_path.exists() {
         checkpoint::save(
             &checkpoint_path,

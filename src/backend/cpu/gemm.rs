@@ -6,7 +6,9 @@
 //! is accumulated by the same micro-kernel over the same k-blocks whichever row block holds it,
 //! so the split does not change any bit of the result (tested in `tests/determinism.rs`).
 
-use crate::tensor::{DType, Float};
+use crate::backend::cpu::simd;
+use crate::error::Result;
+use crate::tensor::{DType, Float, Tensor};
 use rayon::prelude::*;
 
 /// A row-major matrix operand, possibly read transposed.
@@ -143,6 +145,43 @@ fn gemm_rows<T: Float>(
             ),
         }
     }
+}
+
+/// Gradients of `Tensor::linear` (`nn::linear`) for `(input, weight, bias)`: `dx = dy·W`, `dW = dyᵀ·x`,
+/// `db = Σ_rows dy` (rows added in order: the same bits for any thread count).
+pub(crate) fn linear_backward<T: Float>(
+    input: &Tensor<T>,
+    weight: &Tensor<T>,
+    grad: &Tensor<T>,
+    need: [bool; 3],
+) -> Result<[Option<Tensor<T>>; 3]> {
+    let (n, k) = (weight.dims()[0], weight.dims()[1]);
+    let m: usize = input.dims()[..input.rank() - 1].iter().product();
+    let dy = MatRef::new(grad.data(), m, n);
+    let dx = need[0]
+        .then(|| {
+            let mut d = vec![T::ZERO; m * k];
+            gemm(dy, MatRef::new(weight.data(), n, k), &mut d, false);
+            Tensor::from_vec(d, input.shape().clone())
+        })
+        .transpose()?;
+    let dw = need[1]
+        .then(|| {
+            let mut d = vec![T::ZERO; n * k];
+            gemm(dy.t(), MatRef::new(input.data(), m, k), &mut d, false);
+            Tensor::from_vec(d, [n, k])
+        })
+        .transpose()?;
+    let db = need[2]
+        .then(|| {
+            let mut d = vec![T::ZERO; n];
+            for row in grad.data().chunks_exact(n.max(1)) {
+                simd::add_assign(&mut d, row);
+            }
+            Tensor::from_vec(d, [n])
+        })
+        .transpose()?;
+    Ok([dx, dw, db])
 }
 
 #[cfg(test)]

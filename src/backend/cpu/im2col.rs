@@ -67,11 +67,15 @@ pub fn im2col<T: Copy + Default>(image: &[T], w: &Window, cols: &mut [T]) {
                     Window::valid_outputs(kj, w.width, ow, w.stride.1, w.padding.1, w.dilation.1);
                 let row = (c * kh + ki) * kw + kj;
                 let dst = &mut cols[row * oh * ow..(row + 1) * oh * ow];
-                dst.fill(T::default());
+                // Only the out-of-image taps are zeroed: every other entry is written once.
+                dst[..y0 * ow].fill(T::default());
+                dst[y1 * ow..].fill(T::default());
                 for oy in y0..y1 {
                     let iy = oy * w.stride.0 + ki * w.dilation.0 - w.padding.0;
                     let src_row = &plane[iy * w.width..(iy + 1) * w.width];
                     let dst_row = &mut dst[oy * ow..(oy + 1) * ow];
+                    dst_row[..x0].fill(T::default());
+                    dst_row[x1..].fill(T::default());
                     if w.stride.1 == 1 {
                         let ix0 = x0 + kj * w.dilation.1 - w.padding.1;
                         dst_row[x0..x1].copy_from_slice(&src_row[ix0..ix0 + (x1 - x0)]);

@@ -11,6 +11,8 @@
 //! Why not `wide`: it picks its instruction set when it is compiled (`cfg(target_feature)`), so
 //! without `-C target-cpu` its 8-lane types lower to pairs of SSE registers even inside an AVX2
 //! function; runtime dispatch needs code the compiler can re-target, which these loops are.
+//!
+//! The f32 `exp` (a polynomial with an AVX2 intrinsic path) lives in the [`exp`] submodule.
 
 use super::CHUNK;
 use crate::tensor::Float;
@@ -243,6 +245,44 @@ fn combine_lanes<T: Float>(acc: [T; LANES]) -> T {
     eighth[0] + eighth[1]
 }
 
+mod exp;
+pub use exp::{exp, exp_shifted_scaled, exp_shifted_sum};
+
+#[inline(always)]
+fn max_body<T: Float>(x: &[T]) -> T {
+    let mut acc = [T::NEG_INFINITY; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            // A compare-and-select (not `max`, whose NaN rule costs extra instructions).
+            *a = if v > *a { v } else { *a };
+        }
+    }
+    acc.iter()
+        .chain(tail)
+        .fold(T::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+dispatch!(fn max_serial<T: Float>(x: &[T]) -> T => max_body);
+
+/// The largest entry of one row (−∞ when empty); NaN entries are skipped.
+pub fn max_row<T: Float>(x: &[T]) -> T {
+    max_serial(x)
+}
+
+#[inline(always)]
+fn scale_body<T: Float>(x: &mut [T], factor: T) {
+    for v in x.iter_mut() {
+        *v *= factor;
+    }
+}
+dispatch!(fn scale_serial<T: Float>(x: &mut [T], factor: T) => scale_body);
+
+/// `x[i] *= factor` over one block (serial).
+pub fn scale_in_place<T: Float>(x: &mut [T], factor: T) {
+    scale_serial(x, factor);
+}
+
 fn parallel(len: usize) -> bool {
     len >= 2 * CHUNK
 }
@@ -341,6 +381,16 @@ mod tests {
         let x64: Vec<f64> = x32.iter().map(|&v| f64::from(v) * 1.1).collect();
         assert_eq!(sum_serial(&x32).to_bits(), sum_body(&x32).to_bits());
         assert_eq!(sum_serial(&x64).to_bits(), sum_body(&x64).to_bits());
+    }
+
+    #[test]
+    fn max_row_and_scale() {
+        assert_eq!(max_row(&[1.0f32, -f32::INFINITY, 7.5, 2.0]), 7.5);
+        assert_eq!(max_row(&[0.5f64; 37]), 0.5);
+        assert_eq!(max_row::<f64>(&[]), f64::NEG_INFINITY);
+        let mut x = vec![1.5f32; 19];
+        scale_in_place(&mut x, 2.0);
+        assert!(x.iter().all(|&v| v == 3.0));
     }
 
     #[test]
