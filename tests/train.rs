@@ -114,7 +114,19 @@ fn resuming_after_a_checkpoint_or_an_interrupt_reproduces_the_uninterrupted_run(
     assert_eq!((p.epoch, p.step, p.global_step), (0, 1, 1));
     opts.stop = None;
     opts.resume = true;
+    // As if the run had been killed after logging epoch 1 but before checkpointing it: the
+    // resumed run must not log that epoch twice.
+    let metrics = dir.join(METRICS);
+    let mut text = std::fs::read_to_string(&metrics).unwrap();
+    text.push_str("{\"epoch\": 1, \"global_step\": 5, \"loss\": 9.0}\n");
+    std::fs::write(&metrics, text).unwrap();
     run::train(&small(&[]), &opts).unwrap();
+    let epochs: Vec<f64> = std::fs::read_to_string(&metrics)
+        .unwrap()
+        .lines()
+        .map(|l| field(l, "epoch"))
+        .collect();
+    assert_eq!(epochs, vec![1.0, 2.0, 3.0, 4.0]);
     // Same bits: batches, augmentations and updates do not depend on where the run stopped.
     assert_eq!(model_bits(&dir), model_bits(&full_dir));
 

@@ -143,6 +143,9 @@ fn train_inner(
         model.load_state(&saved.model)?;
         optimizer.load_state_tensors(&saved.optimizer)?;
         position = saved.position;
+        if root {
+            drop_metrics_after(&metrics_path, position.epoch)?;
+        }
     } else if root {
         // A fresh run: start the metrics log anew.
         std::fs::write(&metrics_path, b"").map_err(|e| io_error(&metrics_path, e))?;
@@ -370,18 +373,37 @@ fn non_finite(
     )
 }
 
+/// Drops the `metrics.jsonl` lines of epochs after `epoch`: a run killed between logging an
+/// epoch and checkpointing it logs that epoch again when it resumes.
+fn drop_metrics_after(path: &Path, epoch: usize) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|line| metric_field(line, "epoch").is_none_or(|e| e <= epoch as f64))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    if kept.len() != text.len() {
+        report::write_file(path, &kept)?;
+    }
+    Ok(())
+}
+
+/// A numeric field of one `metrics.jsonl` line.
+fn metric_field(line: &str, key: &str) -> Option<f64> {
+    let at = line.find(&format!("\"{key}\": "))? + key.len() + 4;
+    let rest = &line[at..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
 /// `loss.svg` from the epoch losses logged in `metrics.jsonl` (including resumed runs).
 fn write_loss_plot(dir: &Path, metrics_path: &Path) -> Result<()> {
     let text = std::fs::read_to_string(metrics_path).map_err(|e| io_error(metrics_path, e))?;
-    let field = |line: &str, key: &str| -> Option<f64> {
-        let at = line.find(&format!("\"{key}\": "))? + key.len() + 4;
-        let rest = &line[at..];
-        let end = rest.find([',', '}']).unwrap_or(rest.len());
-        rest[..end].trim().parse().ok()
-    };
     let points: Vec<(f64, f64)> = text
         .lines()
-        .filter_map(|l| Some((field(l, "epoch")?, field(l, "loss")?)))
+        .filter_map(|l| Some((metric_field(l, "epoch")?, metric_field(l, "loss")?)))
         .collect();
     let svg = plots::line_chart("Training loss", "epoch", "mean loss", &[("train", points)]);
     report::write_file(&dir.join("loss.svg"), &svg)
