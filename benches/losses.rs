@@ -17,26 +17,10 @@
 use contrastive::Tensor;
 use contrastive::backend::cpu::simd::simd_level;
 use contrastive::losses::{self, Denominator, plain};
+use contrastive::workloads::median_seconds;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::hint::black_box;
-use std::time::Instant;
-
-/// Median seconds of `reps` timed calls after `warmup` untimed ones.
-fn median_seconds(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
-    for _ in 0..warmup {
-        f();
-    }
-    let mut times: Vec<f64> = (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
-}
 
 fn report(workload: &str, threads: usize, throughput: f64, unit: &str) {
     println!("{workload} {threads} {throughput:.2} {unit}");

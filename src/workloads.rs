@@ -279,6 +279,23 @@ impl fmt::Display for Measurement {
     }
 }
 
+/// Median seconds of `reps` timed calls of `f` after `warmup` untimed ones, on the current
+/// thread pool: the timing rule of BENCHMARKS.md, for benches that time their own closures.
+pub fn median_seconds(warmup: usize, reps: usize, mut f: impl FnMut()) -> f64 {
+    for _ in 0..warmup {
+        f();
+    }
+    let mut times: Vec<f64> = (0..reps.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
 /// Times `workload`: [`WARMUP`] untimed repetitions, then `reps` (≥ [`MIN_REPS`]) timed ones,
 /// all inside a fresh rayon pool of `threads` threads; reports the median.
 pub fn measure(workload: &mut Workload, threads: usize, reps: usize) -> Result<Measurement> {
