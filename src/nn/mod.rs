@@ -37,7 +37,7 @@
 
 mod conv;
 pub mod init;
-mod json;
+pub(crate) mod json;
 mod layers;
 mod linear;
 mod models;

@@ -3,10 +3,10 @@
 //! line per run, every metric, numbers printed so that they read back bit for bit) and
 //! `results.md` (mean ± sample standard deviation over seeds, one line per grid point).
 
-use super::json::{self, Kind, Value as Json};
 use super::lock::{self, LockState};
 use super::spec::{Run, Sweep};
 use crate::error::{Error, Result};
+use crate::nn::json::{self, Kind, Value as Json};
 use crate::nn::write_atomic;
 use crate::train::report::Evaluation;
 use std::fmt::Write as _;

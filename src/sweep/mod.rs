@@ -77,12 +77,6 @@ pub mod spec;
 mod syntax;
 pub mod worker;
 
-// The safetensors header reader of `nn` is the JSON reader result rows need; it is private to
-// `nn`, so it is compiled here a second time rather than copied. Not every helper is used here.
-#[allow(dead_code, clippy::duplicate_mod)]
-#[path = "../nn/json.rs"]
-mod json;
-
 pub use collect::{Collected, ResultRow, RunState, collect, run_state, write_tables};
 pub use spec::{Run, Sweep, describe};
 pub use worker::{WorkerOptions, WorkerReport, run_share};

@@ -2,8 +2,9 @@
 //! configuration (`[table]` headers, `key = value` lines, `#` comments; values as
 //! `syntax.rs` reads them). See the [module docs](super) for the format.
 
-use super::syntax::{label_of, parse_value, seed_list, strip_comment};
+use super::syntax::{label_of, parse_value, seed_list};
 use crate::error::{Error, Result};
+use crate::train::config::strip_comment;
 use crate::train::{Config, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -99,16 +99,3 @@ fn split_top_level(inner: &str) -> std::result::Result<Vec<&str>, String> {
     }
     Ok(items)
 }
-
-/// The line without a trailing `#` comment (a `#` inside a quoted string is kept).
-pub(super) fn strip_comment(line: &str) -> &str {
-    let mut quoted = false;
-    for (i, c) in line.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            '#' if !quoted => return &line[..i],
-            _ => {}
-        }
-    }
-    line
-}

@@ -377,7 +377,7 @@ impl Config {
 }
 
 /// The line without a trailing `#` comment (a `#` inside a quoted string is kept).
-fn strip_comment(line: &str) -> &str {
+pub(crate) fn strip_comment(line: &str) -> &str {
     let mut quoted = false;
     for (i, c) in line.char_indices() {
         match c {
