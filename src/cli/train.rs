@@ -82,24 +82,33 @@ pub fn train(args: TrainArgs) -> Result<()> {
         .unwrap_or_else(|| PathBuf::from("runs").join(config.id()));
     let stop = Arc::new(AtomicBool::new(false));
     super::signal::stop_on_interrupt(&stop);
-    eprintln!(
-        "training {} with {} on {} for {} epochs → {}",
-        config.str("model.encoder")?,
-        config.str("loss.name")?,
-        config.str("data.name")?,
-        config.usize("train.epochs")?,
-        run_dir.display()
-    );
+    // Under mpirun every rank runs this; only rank 0 talks (it alone writes the run folder).
+    let world = crate::distributed::training_world()?;
+    let root = world.rank() == 0;
+    if root {
+        eprintln!(
+            "training {} with {} on {} for {} epochs → {}",
+            config.str("model.encoder")?,
+            config.str("loss.name")?,
+            config.str("data.name")?,
+            config.usize("train.epochs")?,
+            run_dir.display()
+        );
+    }
     let started = std::time::Instant::now();
-    let outcome = run::train(
+    let outcome = run::train_with(
         &config,
         &RunOptions {
             run_dir,
             resume: args.resume,
-            progress: true,
+            progress: root,
             stop: Some(stop),
         },
+        world,
     )?;
+    if !root {
+        return Ok(());
+    }
     match outcome.status {
         RunStatus::Interrupted(p) => {
             eprintln!(
