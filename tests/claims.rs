@@ -139,3 +139,40 @@ fn supcon_drives_class_means_to_the_simplex() {
     assert!((c.min_cosine - c.simplex_cosine).abs() <= 0.02);
     assert!((c.max_cosine - c.simplex_cosine).abs() <= 0.02);
 }
+
+/// Issue 4: SupCon (τ 0.1) on digits does not place the class means on a regular simplex, in
+/// this crate or in a PyTorch reference of the same setup (both give centred cosines from about
+/// −0.43 to 0.22 at 200 epochs). The loss is nearly flat in the arrangement of separated classes
+/// at τ 0.1 (a pair at cosine c costs ∝ e^{(c−1)/τ}), so the class means keep the common
+/// direction that every output of a freshly initialised ReLU network shares: all uncentred
+/// class-mean cosines stay ≥ −0.03 and their mean has norm ≈ 0.58, where the simplex has 0.
+/// At τ 0.5 the same 200 epochs leave no such cone and end nearer the simplex.
+#[test]
+#[ignore = "a minute: SupCon on digits at τ 0.1 and 0.5, three seeds each"]
+fn supcon_on_digits_keeps_its_class_means_in_a_cone_at_tau_0_1() {
+    for seed in 0..3 {
+        let collapse = |tau: f64| {
+            let o = [
+                format!("loss.params=tau={tau}"),
+                format!("train.seed={seed}"),
+                "train.threads=1".to_string(), // results do not depend on it
+            ];
+            let c = train(&config("supcon_digits.toml", &o))
+                .evaluation
+                .unwrap()
+                .collapse;
+            println!("seed {seed}, τ {tau}: {c}");
+            c
+        };
+        let (cold, warm) = (collapse(0.1), collapse(0.5));
+        // Measured 0.58–0.59 (τ 0.1) and 0.03–0.05 (τ 0.5) on the test split: wide margins.
+        assert!(cold.mean_offset > 0.3, "τ 0.1: {cold}");
+        assert!(warm.mean_offset < 0.1, "τ 0.5: {warm}");
+        // Measured ETF distances 1.57–1.59 (τ 0.1) and 0.67–0.75 (τ 0.5).
+        assert!(warm.etf_distance < cold.etf_distance, "{warm}\n{cold}");
+        assert!(
+            cold.max_cosine - cold.simplex_cosine > 0.1,
+            "τ 0.1 reached the simplex: {cold}"
+        );
+    }
+}

@@ -131,6 +131,10 @@ pub struct CollapseReport {
     /// class counts once, whatever its size). 0 under full collapse; at most 1.
     pub within_class_variance: f64,
     /// Mean, min and max of the K(K−1) off-diagonal cosines between centred class means.
+    ///
+    /// The mean is no test of a simplex: the centred means sum to zero, so whenever their norms
+    /// are equal the mean cosine is exactly −1/(K−1), whatever the angles (see
+    /// [`class_collapse`]). Only `min_cosine`, `max_cosine` and `etf_distance` tell.
     pub mean_cosine: f64,
     pub min_cosine: f64,
     pub max_cosine: f64,
@@ -138,6 +142,11 @@ pub struct CollapseReport {
     pub simplex_cosine: f64,
     /// `‖G − (K/(K−1))(I − 11ᵀ/K)‖_F`, G the cosine matrix below; 0 exactly at a simplex ETF.
     pub etf_distance: f64,
+    /// `‖(1/K) Σ_c μ_c‖`, the norm of the mean of the (uncentred) class means, in [0, 1]. The
+    /// centring removes it from the cosines, but SupCon's optimum on the sphere is a simplex
+    /// centred at the origin (0 here); a large value means the classes still share a common
+    /// direction, as every output of a freshly initialised ReLU network does.
+    pub mean_offset: f64,
     /// K × K cosines between the centred class means (1 on the diagonal), for plotting.
     pub cosine_matrix: Vec<Vec<f64>>,
 }
@@ -147,14 +156,16 @@ impl fmt::Display for CollapseReport {
         write!(
             f,
             "class collapse (K = {}): within-class variance {:.4}; centred class-mean cosines \
-             mean {:.4}, min {:.4}, max {:.4} (simplex {:.4}); distance to the simplex ETF {:.4}",
+             mean {:.4}, min {:.4}, max {:.4} (simplex {:.4}); distance to the simplex ETF {:.4}; \
+             norm of the mean class mean {:.4}",
             self.num_classes,
             self.within_class_variance,
             self.mean_cosine,
             self.min_cosine,
             self.max_cosine,
             self.simplex_cosine,
-            self.etf_distance
+            self.etf_distance,
+            self.mean_offset
         )
     }
 }
@@ -166,6 +177,12 @@ impl fmt::Display for CollapseReport {
 /// (centred on the mean of the class means, so class sizes do not tilt it), their pairwise
 /// cosines `G_cc' = m_c·m_c' / (‖m_c‖‖m_c'‖)` and the Frobenius distance from G to the ETF's
 /// Gram matrix. A centred mean of norm 0 has cosine 0 with every other.
+///
+/// Why min and max, not the mean: with unit centred means m̂_c that sum to zero (equal norms),
+/// `Σ_{a≠b} m̂_a·m̂_b = ‖Σ_c m̂_c‖² − K = −K`, so the mean cosine is −1/(K−1) for any such
+/// configuration, simplex or not. A trained embedding whose class means have similar norms
+/// therefore always shows a mean near −1/(K−1); only the spread of the cosines measures the
+/// distance to the simplex.
 ///
 /// K = largest label + 1 ≥ 2, and every class needs a sample.
 pub fn class_collapse<T: Float>(
@@ -219,6 +236,7 @@ pub fn class_collapse<T: Float>(
             .zip(mean)
             .for_each(|(g, m)| *g += m / k as f64);
     }
+    let mean_offset = global.iter().map(|g| g * g).sum::<f64>().sqrt();
     let mut centred = means;
     for mean in centred.chunks_mut(d) {
         mean.iter_mut().zip(&global).for_each(|(m, g)| *m -= g);
@@ -260,6 +278,50 @@ pub fn class_collapse<T: Float>(
         max_cosine: max,
         simplex_cosine,
         etf_distance: etf_sq.sqrt(),
+        mean_offset,
         cosine_matrix,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One row per class: the four vertices of a square in the (x, y) plane, lifted to height
+    /// `h` on z (unit rows after normalisation, sharing the direction z).
+    fn lifted_square(h: f64) -> Tensor<f64> {
+        let rows = [[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]];
+        let data = rows.iter().flat_map(|[x, y]| [*x, *y, h]).collect();
+        Tensor::from_vec(data, [4, 3]).unwrap()
+    }
+
+    #[test]
+    fn mean_cosine_is_the_simplex_value_for_a_square_which_is_no_simplex() {
+        let r = class_collapse(&lifted_square(0.0), &[0, 1, 2, 3]).unwrap();
+        // Exact arithmetic on ±1 and 0 up to one rounding per sum: 1e-15 absolute.
+        assert!((r.mean_cosine - r.simplex_cosine).abs() < 1e-15, "{r}");
+        assert!(
+            (r.min_cosine + 1.0).abs() < 1e-15 && r.max_cosine.abs() < 1e-15,
+            "{r}"
+        );
+        assert!(r.etf_distance > 1.0, "{r}");
+        assert_eq!(r.mean_offset, 0.0);
+    }
+
+    #[test]
+    fn mean_offset_measures_the_shared_direction_that_centring_removes() {
+        let flat = class_collapse(&lifted_square(0.0), &[0, 1, 2, 3]).unwrap();
+        let h = 2.0;
+        let cone = class_collapse(&lifted_square(h), &[0, 1, 2, 3]).unwrap();
+        // The unit rows have z = h/√(1+h²), which is the mean of the class means; a few ulps.
+        assert!(
+            (cone.mean_offset - h / (1.0 + h * h).sqrt()).abs() < 1e-12,
+            "{cone}"
+        );
+        // The centred cosines do not see the offset (same square); a few ulps.
+        assert!(
+            (cone.etf_distance - flat.etf_distance).abs() < 1e-12,
+            "{cone}"
+        );
+    }
 }

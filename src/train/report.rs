@@ -169,7 +169,7 @@ impl Evaluation {
             "{{\"probe\": {}, \"coarse_probe\": {}, \"knn_accuracy\": {}, \"knn_k\": {}, \
              \"alignment\": {}, \"uniformity\": {}, \"within_class_variance\": {}, \
              \"class_mean_cosine\": {}, \"class_mean_cosine_min\": {}, \"class_mean_cosine_max\": {}, \
-             \"simplex_cosine\": {}, \"etf_distance\": {}}}",
+             \"simplex_cosine\": {}, \"etf_distance\": {}, \"class_mean_offset\": {}}}",
             probe_json(&self.probe),
             probe_json(&self.coarse_probe),
             json_number(self.knn.accuracy),
@@ -181,7 +181,8 @@ impl Evaluation {
             json_number(c.min_cosine),
             json_number(c.max_cosine),
             json_number(c.simplex_cosine),
-            json_number(c.etf_distance)
+            json_number(c.etf_distance),
+            json_number(c.mean_offset)
         )
     }
 
@@ -217,8 +218,14 @@ impl Evaluation {
         let c = &self.collapse;
         let _ = writeln!(
             s,
-            "within-class variance {:.4}; centred class-mean cosines mean {:.4} (simplex {:.4}), ETF distance {:.4}",
-            c.within_class_variance, c.mean_cosine, c.simplex_cosine, c.etf_distance
+            "within-class variance {:.4}; centred class-mean cosines min {:.4} max {:.4} \
+             (simplex: all {:.4}), ETF distance {:.4}, shared class-mean offset {:.4}",
+            c.within_class_variance,
+            c.min_cosine,
+            c.max_cosine,
+            c.simplex_cosine,
+            c.etf_distance,
+            c.mean_offset
         );
         s
     }
