@@ -11,6 +11,7 @@ use contrastive::workloads::{self, NAMES, measure, peak_rss_mib};
 const REPS: usize = 20;
 
 fn main() -> contrastive::Result<()> {
+    contrastive::backend::cpu::alloc::tune_allocator(); // as the CLI: see that function
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let all = std::thread::available_parallelism().map_or(1, |n| n.get());
     let threads: Vec<usize> = if all > 1 { vec![1, all] } else { vec![1] };

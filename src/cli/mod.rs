@@ -42,6 +42,7 @@ enum Command {
 
 /// Runs the tool; returns the process exit code.
 pub fn main() -> i32 {
+    crate::backend::cpu::alloc::tune_allocator(); // per-step buffers reuse pages (see there)
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),

@@ -1,14 +1,15 @@
 //! 2-d convolution (cross-correlation, as in PyTorch) with stride, padding, dilation and groups,
-//! computed as im2col + GEMM per image, images in parallel.
+//! computed as im2col + one GEMM per group of images (the kernels are in
+//! [`crate::backend::cpu::conv`]).
 //!
 //! Shapes: input `(N, C, H, W)`, weight `(OC, C/G, KH, KW)`, output `(N, OC, OH, OW)` with
 //! `OH = (H + 2·pad − dil·(KH − 1) − 1)/stride + 1` (likewise OW).
-//! Backward: `dX = col2im(Wᵀ·dY)` per image; `dW = Σₙ dYₙ·colsₙᵀ`, summed over fixed groups of
-//! images in a fixed order so that the result does not depend on the thread count.
+//! Backward: `dX = col2im(Wᵀ·dY)`; `dW = Σₙ dYₙ·colsₙᵀ`, summed over fixed groups of images in
+//! a fixed order so that the result does not depend on the thread count.
 
 use crate::autograd::{GradPair, Op};
-use crate::backend::cpu::gemm::{MatRef, gemm};
-use crate::backend::cpu::im2col::{Window, col2im, im2col};
+use crate::backend::cpu::conv::{ConvShape, conv2d_bwd, conv2d_fwd};
+use crate::backend::cpu::im2col::Window;
 use crate::error::{Error, Result};
 use crate::tensor::{Float, Shape, Tensor};
 use rayon::prelude::*;
@@ -111,62 +112,18 @@ impl Conv2dGeometry {
         })
     }
 
-    fn image_len(&self) -> usize {
-        self.groups * self.window.channels * self.window.height * self.window.width
-    }
-    fn out_image_len(&self) -> usize {
-        self.out_channels * self.window.col_cols()
-    }
-    /// A 1×1 kernel with unit stride and no padding reads the image itself as its columns.
-    fn is_pointwise(&self) -> bool {
-        let w = &self.window;
-        w.kernel == (1, 1) && w.stride == (1, 1) && w.padding == (0, 0)
-    }
-    /// The column matrix of one group of one image (borrowed when pointwise).
-    fn columns<'a, T: Float>(&self, group_image: &'a [T], buf: &'a mut Vec<T>) -> &'a [T] {
-        if self.is_pointwise() {
-            return group_image;
+    /// The kernels' view of these shapes.
+    fn kernel_shape(&self) -> ConvShape {
+        ConvShape {
+            batch: self.batch,
+            out_channels: self.out_channels,
+            groups: self.groups,
+            window: self.window,
         }
-        buf.resize(self.window.col_rows() * self.window.col_cols(), T::ZERO);
-        im2col(group_image, &self.window, buf);
-        buf
     }
 }
 
-/// Images per piece of the weight-gradient sum (fixed, for thread-count-independent results).
-const IMAGES_PER_PIECE: usize = 4;
-
-/// The convolution, with the bias (when given) as each output row's starting value, so that
-/// adding it costs no pass of its own.
-fn forward<T: Float>(x: &[T], weight: &[T], bias: Option<&[T]>, g: &Conv2dGeometry) -> Vec<T> {
-    let (ocg, rows, cols) = (
-        g.out_channels / g.groups,
-        g.window.col_rows(),
-        g.window.col_cols(),
-    );
-    let group_len = g.image_len() / g.groups;
-    let mut out = vec![T::ZERO; g.batch * g.out_image_len()];
-    out.par_chunks_mut(g.out_image_len().max(1))
-        .zip(x.par_chunks(g.image_len().max(1)))
-        // One column buffer per rayon job, not per image: these buffers are above glibc's mmap
-        // threshold, so a fresh one per image cost an mmap, page faults and an munmap.
-        .for_each_init(Vec::new, |buf, (y, image)| {
-            for grp in 0..g.groups {
-                let cols_m = g.columns(&image[grp * group_len..(grp + 1) * group_len], buf);
-                // (OC/G, C/G·KH·KW) · (C/G·KH·KW, OH·OW) → (OC/G, OH·OW)
-                let w_g = MatRef::new(&weight[grp * ocg * rows..(grp + 1) * ocg * rows], ocg, rows);
-                let y_g = &mut y[grp * ocg * cols..(grp + 1) * ocg * cols];
-                if let Some(b) = bias {
-                    for (row, &v) in y_g.chunks_mut(cols.max(1)).zip(&b[grp * ocg..]) {
-                        row.fill(v);
-                    }
-                }
-                gemm(w_g, MatRef::new(cols_m, rows, cols), y_g, bias.is_some());
-            }
-        });
-    out
-}
-
+/// Gradients with respect to `(input, weight)`, each only when asked for.
 pub(crate) fn backward<T: Float>(
     input: &Tensor<T>,
     weight: &Tensor<T>,
@@ -175,87 +132,20 @@ pub(crate) fn backward<T: Float>(
     need_input: bool,
     need_weight: bool,
 ) -> Result<GradPair<T>> {
-    let (ocg, rows, cols) = (
-        g.out_channels / g.groups,
-        g.window.col_rows(),
-        g.window.col_cols(),
+    let (dx, dw) = conv2d_bwd(
+        input.data(),
+        weight.data(),
+        grad.data(),
+        &g.kernel_shape(),
+        need_input,
+        need_weight,
     );
-    let group_len = g.image_len() / g.groups;
-    let (x, w, dy) = (input.data(), weight.data(), grad.data());
-    let out_len = g.out_image_len().max(1);
-
-    let dx = if need_input {
-        let mut dx = vec![T::ZERO; x.len()];
-        dx.par_chunks_mut(g.image_len().max(1))
-            .zip(dy.par_chunks(out_len))
-            // One column-gradient buffer per rayon job (see `forward`); each GEMM overwrites it.
-            .for_each_init(
-                || vec![T::ZERO; rows * cols],
-                |dcols, (dx_img, dy_img)| {
-                    for grp in 0..g.groups {
-                        let w_g =
-                            MatRef::new(&w[grp * ocg * rows..(grp + 1) * ocg * rows], ocg, rows);
-                        let dy_g = MatRef::new(
-                            &dy_img[grp * ocg * cols..(grp + 1) * ocg * cols],
-                            ocg,
-                            cols,
-                        );
-                        let dst = &mut dx_img[grp * group_len..(grp + 1) * group_len];
-                        if g.is_pointwise() {
-                            // (C/G, OC/G) · (OC/G, H·W): the column gradient is the image gradient.
-                            gemm(w_g.t(), dy_g, dst, false);
-                        } else {
-                            // (C/G·KH·KW, OC/G) · (OC/G, OH·OW) → column gradient, folded back.
-                            gemm(w_g.t(), dy_g, dcols, false);
-                            col2im(dcols, &g.window, dst);
-                        }
-                    }
-                },
-            );
-        Some(Tensor::from_vec(dx, input.shape().clone())?)
-    } else {
-        None
-    };
-
-    let dw = if need_weight {
-        let piece = IMAGES_PER_PIECE * g.image_len().max(1);
-        let partials: Vec<Vec<T>> = x
-            .par_chunks(piece)
-            .zip(dy.par_chunks(IMAGES_PER_PIECE * out_len))
-            .map(|(xs, dys)| {
-                let mut dw = vec![T::ZERO; w.len()];
-                let mut buf = Vec::new();
-                for (image, dy_img) in xs.chunks(g.image_len().max(1)).zip(dys.chunks(out_len)) {
-                    for grp in 0..g.groups {
-                        let cols_m =
-                            g.columns(&image[grp * group_len..(grp + 1) * group_len], &mut buf);
-                        // (OC/G, OH·OW) · (OH·OW, C/G·KH·KW) accumulated into dW_g
-                        let dy_g = MatRef::new(
-                            &dy_img[grp * ocg * cols..(grp + 1) * ocg * cols],
-                            ocg,
-                            cols,
-                        );
-                        let cols_t = MatRef::new(cols_m, rows, cols).t();
-                        gemm(
-                            dy_g,
-                            cols_t,
-                            &mut dw[grp * ocg * rows..(grp + 1) * ocg * rows],
-                            true,
-                        );
-                    }
-                }
-                dw
-            })
-            .collect();
-        let mut dw = vec![T::ZERO; w.len()];
-        for p in &partials {
-            crate::backend::cpu::simd::add_assign(&mut dw, p);
-        }
-        Some(Tensor::from_vec(dw, weight.shape().clone())?)
-    } else {
-        None
-    };
-    Ok((dx, dw))
+    Ok((
+        dx.map(|d| Tensor::from_vec(d, input.shape().clone()))
+            .transpose()?,
+        dw.map(|d| Tensor::from_vec(d, weight.shape().clone()))
+            .transpose()?,
+    ))
 }
 
 /// The bias gradient `(OC)`: `dY` summed over the images and pixels, first per `(n, oc)` row
@@ -296,11 +186,11 @@ impl<T: Float> Tensor<T> {
                 rhs: b.dims().to_vec(),
             });
         }
-        let out = forward(
+        let out = conv2d_fwd(
             self.data(),
             weight.data(),
             bias.map(|b| b.data()),
-            &geometry,
+            &geometry.kernel_shape(),
         );
         let w = &geometry.window;
         let shape = Shape::new([

@@ -2,10 +2,13 @@
 //! `(N, C, L)`, 2-d over `(N, C, H, W)`) with running statistics. L2 normalisation is composed
 //! from primitives. Batch norm is one fused primitive with a closed-form backward: composed, it
 //! took ~20 passes over the activations and was a fifth of the `cnn_step` workload; fused, the
-//! forward reads the input twice for the statistics and once to normalise, the backward twice.
+//! forward reads the input once for the statistics (row by row, each row re-read from cache)
+//! and once to normalise, the backward twice; outputs are written once, never zero-filled.
 //! It is gradient-checked, and checked against the composed form (kept below as the reference).
 
 use crate::autograd::Op;
+use crate::backend::cpu::norm::{centred_square_sum, sum_and_centred_dot};
+use crate::backend::cpu::rows::map_rows;
 use crate::backend::cpu::simd;
 use crate::error::{Error, Result};
 use crate::tensor::{Float, Tensor};
@@ -143,9 +146,10 @@ impl<T: Float> Tensor<T> {
             .map(|(&s, &g)| s * g)
             .collect();
         let (b, m) = (beta.data(), &mean);
-        let out = per_row(self.data(), None, c, l, |ch, x, _, o| {
+        let out = map_rows(self.data(), None, l, |row| {
+            let ch = row % c;
             let (m, s, b) = (m[ch], scale[ch], b[ch]);
-            simd::map(x, o, |v| (v - m) * s + b);
+            move |v: T, _| (v - m) * s + b
         });
         let saved = BatchNormSaved {
             mean,
@@ -217,17 +221,19 @@ pub(crate) fn batch_norm_backward<T: Float>(
         let g = gamma.data();
         let per_channel = (x.len() / (c * l).max(1) * l).max(1);
         let inv_m = T::ONE / T::from_usize(per_channel);
-        per_row(x, Some(dy), c, l, |ch, x, dy, o| {
-            let (m, s) = (mean[ch], inv_std[ch]);
-            let k = g[ch] * s;
-            if *training {
-                let c1 = dbeta[ch] * inv_m;
-                let c2 = dgamma[ch] * inv_m * s;
-                simd::zip_map(x, dy, o, |v, d| k * (d - c1 - (v - m) * c2));
-            } else {
-                simd::map(dy, o, |d| k * d);
-            }
-        })
+        if *training {
+            map_rows(x, Some(dy), l, |row| {
+                let ch = row % c;
+                let (m, s) = (mean[ch], inv_std[ch]);
+                let (k, c1, c2) = (g[ch] * s, dbeta[ch] * inv_m, dgamma[ch] * inv_m * s);
+                move |v: T, d: T| k * (d - c1 - (v - m) * c2)
+            })
+        } else {
+            map_rows(dy, None, l, |row| {
+                let k = g[row % c] * inv_std[row % c];
+                move |d: T, _| k * d
+            })
+        }
     });
     Ok((
         dx.map(|d| Tensor::from_vec(d, input.shape().clone()))
@@ -257,95 +263,37 @@ fn channel_min_len(len: usize, c: usize) -> usize {
 /// Target number of values per parallel task.
 const PAR_BLOCK: usize = 1 << 14;
 
-/// Per-channel mean and biased variance of the `(N, C, L)` view, two passes (mean, then the
-/// mean of squared deviations) for accuracy; channels in parallel, each summed in a fixed order,
-/// so the bits do not depend on the thread count.
+/// Per-channel mean and biased variance of the `(N, C, L)` view in one pass over memory (see
+/// below); channels in parallel, each summed in a fixed order, so the bits do not depend on the
+/// thread count.
 fn channel_stats<T: Float>(x: &[T], c: usize, l: usize) -> (Vec<T>, Vec<T>) {
     let count = T::from_usize((x.len() / c.max(1)).max(1));
     (0..c)
         .into_par_iter()
         .with_min_len(channel_min_len(x.len(), c))
         .map(|ch| {
-            let s = rows_of(x.len(), c, l, ch).fold(T::ZERO, |a, r| a + simd::sum_row(&x[r]));
-            let mean = s / count;
-            let ss = rows_of(x.len(), c, l, ch)
-                .fold(T::ZERO, |a, r| a + centred_square_sum(&x[r], mean));
-            (mean, ss / count)
+            // One read of each row: its sum, then (while it is in cache) its squared deviations
+            // from its own mean, merged into the running ones by Chan et al.'s update
+            // `M2 += M2_row + δ²·n·n_row/(n + n_row)`, as stable as two passes over the channel.
+            let (mut sum, mut n, mut mean_run, mut m2) = (T::ZERO, 0, T::ZERO, T::ZERO);
+            for r in rows_of(x.len(), c, l, ch) {
+                let row = &x[r];
+                if row.is_empty() {
+                    continue;
+                }
+                let row_sum = simd::sum_row(row);
+                let row_mean = row_sum / T::from_usize(row.len());
+                let row_m2 = centred_square_sum(row, row_mean);
+                let delta = row_mean - mean_run;
+                let frac = T::from_usize(row.len()) / T::from_usize(n + row.len());
+                mean_run += delta * frac;
+                m2 += row_m2 + delta * delta * T::from_usize(n) * frac;
+                sum += row_sum;
+                n += row.len();
+            }
+            (sum / count, m2 / count)
         })
         .unzip()
-}
-
-/// Accumulator lanes of the hand-written reductions below (a fixed width: reproducible bits).
-const LANES: usize = 8;
-
-/// `Σ (x − m)²` over one row.
-fn centred_square_sum<T: Float>(x: &[T], m: T) -> T {
-    let mut acc = [T::ZERO; LANES];
-    let chunks = x.chunks_exact(LANES);
-    let tail = chunks.remainder().iter().fold(T::ZERO, |a, &v| {
-        let d = v - m;
-        a + d * d
-    });
-    for ch in chunks {
-        for (a, &v) in acc.iter_mut().zip(ch) {
-            let d = v - m;
-            *a += d * d;
-        }
-    }
-    acc.iter().fold(T::ZERO, |a, &v| a + v) + tail
-}
-
-/// `(Σ dy, Σ dy·(x − m))` over one row.
-fn sum_and_centred_dot<T: Float>(dy: &[T], x: &[T], m: T) -> (T, T) {
-    let mut s = [T::ZERO; LANES];
-    let mut p = [T::ZERO; LANES];
-    let (dc, xc) = (dy.chunks_exact(LANES), x.chunks_exact(LANES));
-    let (mut ts, mut tp) = (T::ZERO, T::ZERO);
-    for (&d, &v) in dc.remainder().iter().zip(xc.remainder()) {
-        ts += d;
-        tp += d * (v - m);
-    }
-    for (d, v) in dc.zip(xc) {
-        for j in 0..LANES {
-            s[j] += d[j];
-            p[j] += d[j] * (v[j] - m);
-        }
-    }
-    let fold = |a: [T; LANES]| a.iter().fold(T::ZERO, |x, &y| x + y);
-    (fold(s) + ts, fold(p) + tp)
-}
-
-/// A new `(N, C, L)` buffer written row by row: `f(channel, x_row, dy_row, out_row)`, in
-/// parallel over fixed blocks of rows (each element depends on its own row only, so the bits do
-/// not depend on the thread count). `dy` rows are empty when `dy` is `None`.
-fn per_row<T: Float>(
-    x: &[T],
-    dy: Option<&[T]>,
-    c: usize,
-    l: usize,
-    f: impl Fn(usize, &[T], &[T], &mut [T]) + Sync,
-) -> Vec<T> {
-    let mut out = vec![T::ZERO; x.len()];
-    if out.is_empty() {
-        return out;
-    }
-    let l = l.max(1);
-    let rows_per_block = (PAR_BLOCK / l).max(1);
-    let block = rows_per_block * l;
-    let body = |(b, o): (usize, &mut [T])| {
-        for (i, orow) in o.chunks_mut(l).enumerate() {
-            let row = b * rows_per_block + i;
-            let r = row * l..(row + 1) * l;
-            let d = dy.map_or(&[][..], |d| &d[r.clone()]);
-            f(row % c, &x[r], d, orow);
-        }
-    };
-    if x.len() > block {
-        out.par_chunks_mut(block).enumerate().for_each(body);
-    } else {
-        body((0, &mut out));
-    }
-    out
 }
 
 #[cfg(test)]

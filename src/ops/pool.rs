@@ -3,6 +3,7 @@
 //! default `count_include_pad = true`). Global average pooling is a mean over `(H, W)`.
 
 use crate::autograd::Op;
+use crate::backend::cpu::pool::max_pool_2x2;
 use crate::error::{Error, Result};
 use crate::tensor::{Float, Shape, Tensor};
 use rayon::prelude::*;
@@ -159,46 +160,6 @@ fn max_pool_plane<T: Float>(
     }
 }
 
-/// The common 2×2 window without padding, for one plane (`base` is the plane's offset in the
-/// input). The general loop clips the window bounds for every output; here every window is
-/// whole, and its four taps are compared in the general loop's order (row-major, strict `>`
-/// from −∞), so results, ties and NaN handling are identical (tested below).
-fn max_pool_2x2<T: Float>(
-    plane: &[T],
-    w: usize,
-    stride: (usize, usize),
-    (oh, ow): (usize, usize),
-    base: usize,
-    out: &mut [T],
-    arg: &mut [usize],
-) {
-    for oy in 0..oh {
-        let y0 = oy * stride.0;
-        let top = &plane[y0 * w..(y0 + 1) * w];
-        let bottom = &plane[(y0 + 1) * w..(y0 + 2) * w];
-        let o = &mut out[oy * ow..(oy + 1) * ow];
-        let a = &mut arg[oy * ow..(oy + 1) * ow];
-        for ox in 0..ow {
-            let x0 = ox * stride.1;
-            let taps = [
-                (top[x0], y0 * w + x0),
-                (top[x0 + 1], y0 * w + x0 + 1),
-                (bottom[x0], (y0 + 1) * w + x0),
-                (bottom[x0 + 1], (y0 + 1) * w + x0 + 1),
-            ];
-            let (mut best, mut at) = (T::NEG_INFINITY, taps[0].1);
-            for (v, i) in taps {
-                if v > best {
-                    best = v;
-                    at = i;
-                }
-            }
-            o[ox] = best;
-            a[ox] = base + at;
-        }
-    }
-}
-
 impl<T: Float> Tensor<T> {
     /// Max over `kernel × kernel` windows with `stride` and implicit `−∞` padding.
     pub fn max_pool2d(&self, kernel: usize, stride: usize, padding: usize) -> Result<Self> {
@@ -214,7 +175,7 @@ impl<T: Float> Tensor<T> {
             .enumerate()
             .for_each(|(p, ((o, a), plane))| {
                 if g.padding == (0, 0) && g.kernel == (2, 2) {
-                    max_pool_2x2(plane, w, g.stride, (oh, ow), p * h * w, o, a);
+                    max_pool_2x2(plane, w, g.stride, ow, p * h * w, o, a);
                 } else {
                     max_pool_plane(plane, &g, p * h * w, o, a);
                 }
@@ -282,24 +243,37 @@ impl<T: Float> Tensor<T> {
 mod tests {
     use super::*;
 
-    /// The 2×2 fast path agrees with the general loop, ties and NaN included.
-    #[test]
-    fn two_by_two_matches_the_general_loop() {
-        let (h, w) = (7, 9);
-        let mut plane: Vec<f32> = (0..h * w).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
-        plane[10] = f32::NAN;
-        plane[20] = f32::NAN;
-        plane[21] = f32::NAN;
+    /// The 2×2 fast path (vectorised kernel) agrees with the general loop bit for bit, ties,
+    /// −∞ and NaN included (an all-NaN window keeps −∞ and its first tap), in f32 and f64,
+    /// for odd and even widths and every stride the fast path takes.
+    fn two_by_two_case<T: Float>(h: usize, w: usize) {
+        let mut plane: Vec<T> = (0..h * w)
+            .map(|i| T::from_f64(((i * 37) % 11) as f64 - 5.0))
+            .collect();
+        let nan = T::from_f64(f64::NAN);
+        for i in [10, 20, 21, 20 + w, 21 + w] {
+            plane[i] = nan; // the window at (20, 21) is all NaN for stride 1
+        }
+        plane[3] = T::NEG_INFINITY;
+        plane[4] = T::NEG_INFINITY;
         for stride in [1, 2, 3] {
             let g = PoolGeometry::new("test", &[1, 1, h, w], 2, stride, 0).unwrap();
             let n = g.out_hw.0 * g.out_hw.1;
-            let (mut o1, mut a1) = (vec![0.0; n], vec![0; n]);
-            let (mut o2, mut a2) = (vec![0.0; n], vec![0; n]);
+            let (mut o1, mut a1) = (vec![T::ZERO; n], vec![0; n]);
+            let (mut o2, mut a2) = (vec![T::ZERO; n], vec![0; n]);
             max_pool_plane(&plane, &g, 100, &mut o1, &mut a1);
-            max_pool_2x2(&plane, w, g.stride, g.out_hw, 100, &mut o2, &mut a2);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&o1), bits(&o2), "stride {stride}");
-            assert_eq!(a1, a2, "stride {stride}");
+            max_pool_2x2(&plane, w, g.stride, g.out_hw.1, 100, &mut o2, &mut a2);
+            let bits = |v: &[T]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&o1), bits(&o2), "{h}x{w} stride {stride}");
+            assert_eq!(a1, a2, "{h}x{w} stride {stride}");
+        }
+    }
+
+    #[test]
+    fn two_by_two_matches_the_general_loop() {
+        for (h, w) in [(7, 9), (8, 34), (6, 6)] {
+            two_by_two_case::<f32>(h, w);
+            two_by_two_case::<f64>(h, w);
         }
     }
 }

@@ -60,7 +60,7 @@ macro_rules! dispatch {
                 unsafe fn fast<$($g: $b),*>($($a: $t),*) $(-> $r)? {
                     $body($($a),*)
                 }
-                if has_avx2_fma() {
+                if $crate::backend::cpu::simd::has_avx2_fma() {
                     // SAFETY: `fast` only requires AVX2 and FMA, which were detected at run
                     // time just above; its body is safe Rust.
                     return unsafe { fast($($a),*) };
@@ -70,6 +70,8 @@ macro_rules! dispatch {
         }
     };
 }
+/// For the other kernel files of this folder.
+pub(crate) use dispatch;
 
 #[inline(always)]
 fn map_body<T: Float, F: Fn(T) -> T>(x: &[T], out: &mut [T], f: &F) {
