@@ -151,7 +151,7 @@ impl<T: Float> Tensor<T> {
             check_index("gather", i, self.dims()[d])?;
         }
         crate::backend::on_cuda!("gather", [self], |_dev| {
-            crate::backend::cuda::nn::gather(self, d, index, index_shape)
+            crate::backend::cuda::ops::gather(self, d, index, index_shape)
         });
         let offsets = gather_offsets(self.shape(), d, index, &index_shape);
         let out = offsets.iter().map(|&o| self.data()[o]).collect();
