@@ -356,6 +356,31 @@ impl<T: Float> Tensor<T> {
         }
     }
 
+    /// The GPU buffer for an update in place (optimisers): this tensor's own when nothing else
+    /// shares it, otherwise first replaced by a device copy (keeping the identity, like
+    /// [`Tensor::set_data_from`]). An `Err` for a tensor on the CPU.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cuda_buffer_mut(&mut self) -> Result<&mut crate::backend::cuda::Buffer<T>> {
+        let unique = match Arc::get_mut(&mut self.inner).map(|i| &mut i.data) {
+            Some(Storage::Cuda(b)) => Arc::get_mut(b).is_some(),
+            _ => false,
+        };
+        if !unique {
+            let copy = crate::backend::cuda::buf(self)?.duplicate()?;
+            let copy = Tensor::from_cuda(copy, self.shape().clone());
+            self.set_data_from(&copy)?;
+            // `copy` goes here, leaving this tensor the buffer's only owner.
+        }
+        let not_unique = || Error::invalid("cuda_buffer_mut", "internal: the buffer is shared");
+        match &mut Arc::get_mut(&mut self.inner).ok_or_else(not_unique)?.data {
+            Storage::Cuda(b) => Arc::get_mut(b).ok_or_else(not_unique),
+            Storage::Cpu(_) => Err(Error::invalid(
+                "cuda_buffer_mut",
+                "internal: a tensor expected on the GPU is on the CPU",
+            )),
+        }
+    }
+
     /// Replaces the data with `data` of the same shape, keeping the identity and tracking flag.
     /// For parameters that are updated outside the graph.
     pub fn set_data(&mut self, data: Vec<T>) -> Result<()> {

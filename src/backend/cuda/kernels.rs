@@ -10,13 +10,14 @@ use crate::tensor::{DType, Float};
 use cudarc::nvrtc::{CompileOptions, Ptx, compile_ptx_with_opts};
 
 /// Every kernel file, in dependency order (norm.cu uses reduce.cu's block reductions).
-pub const SOURCES: [(&str, &str); 6] = [
+pub const SOURCES: [(&str, &str); 7] = [
     ("elementwise.cu", include_str!("kernels/elementwise.cu")),
     ("movement.cu", include_str!("kernels/movement.cu")),
     ("reduce.cu", include_str!("kernels/reduce.cu")),
     ("conv.cu", include_str!("kernels/conv.cu")),
     ("norm.cu", include_str!("kernels/norm.cu")),
     ("similarity.cu", include_str!("kernels/similarity.cu")),
+    ("optim.cu", include_str!("kernels/optim.cu")),
 ];
 
 /// Every `extern "C"` kernel the Rust side launches (the compile test checks each is in the
@@ -50,6 +51,11 @@ pub const KERNELS: &[&str] = &[
     "bn_bwd_dx",
     "sim_scale_mask",
     "sim_weights",
+    "sgd_step",
+    "adam_step",
+    "lars_norms",
+    "lars_trust",
+    "lars_step",
 ];
 
 /// The virtual architecture the PTX targets: the oldest CUDA 13 supports (Turing), so that

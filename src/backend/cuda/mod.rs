@@ -8,7 +8,7 @@
 //!
 //! Op entry points live in `ops` (elementwise, movement, indexing, reductions), `blas`
 //! (matmul, linear), `nn` (conv, pooling, batch norm) and `similarity`; `backward` is the GPU
-//! half of the autograd table.
+//! half of the autograd table; `optim` holds the fused optimiser updates.
 
 pub(crate) mod backward;
 pub(crate) mod blas;
@@ -17,6 +17,7 @@ pub(crate) use launch::launch;
 pub mod kernels;
 pub(crate) mod nn;
 pub(crate) mod ops;
+pub(crate) mod optim;
 pub(crate) mod similarity;
 
 use crate::error::{Error, Result};
@@ -312,6 +313,22 @@ impl<T: Float> Buffer<T> {
     }
     pub(crate) fn slice_mut(&mut self) -> &mut CudaSlice<T> {
         &mut self.slice
+    }
+
+    /// The device data for an update in place: the host copy, now stale, is dropped.
+    pub(crate) fn slice_for_update(&mut self) -> &mut CudaSlice<T> {
+        self.host.take();
+        &mut self.slice
+    }
+
+    /// A device-side copy of this buffer.
+    pub(crate) fn duplicate(&self) -> Result<Buffer<T>> {
+        let slice = self
+            .gpu
+            .stream
+            .clone_dtod(&self.slice)
+            .map_err(cuda_err("cuda copy"))?;
+        Ok(Buffer::new(slice, self.gpu.clone()))
     }
 
     /// A fresh host copy (not cached, not counted as implicit).
