@@ -2,6 +2,9 @@
 //! softmax, normalisation, cross-entropy.
 
 use crate::common::*;
+use contrastive::{Device, Result, Tensor};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 
 fn cases() -> Vec<Case> {
     vec![
@@ -63,4 +66,30 @@ fn cases() -> Vec<Case> {
 #[test]
 fn reductions_match_the_cpu() {
     check_ops("reductions_match_the_cpu", cases());
+}
+
+/// Max/min and max pooling without a gradient (under `no_grad`, or on an input that needs
+/// none) leave their winners' offsets on the device; the values still match the CPU.
+#[test]
+fn extrema_without_gradient_match_the_cpu() {
+    let Some(device) = gpu("extrema_without_gradient_match_the_cpu") else {
+        return;
+    };
+    let x = Tensor::<f32>::randn([3, 4, 6, 5], &mut StdRng::seed_from_u64(2));
+    let run = |d: Device| -> Result<Vec<Vec<f32>>> {
+        let x = x.to_device(&d)?;
+        let host = |t: Tensor<f32>| t.to_device(&Device::Cpu).map(|t| t.to_vec());
+        let tracked = x.clone().requires_grad_();
+        Ok(vec![
+            host(x.max(&[1], false)?)?,
+            host(x.min(&[0, 2], true)?)?,
+            host(x.max_pool2d(3, 2, 1)?)?,
+            host(contrastive::no_grad(|| tracked.max(&[3], false))?)?,
+            host(contrastive::no_grad(|| tracked.max_pool2d(2, 2, 0))?)?,
+        ])
+    };
+    let (cpu, gpu) = (run(Device::Cpu).unwrap(), run(device).unwrap());
+    for (i, (a, b)) in cpu.iter().zip(&gpu).enumerate() {
+        close(&format!("result {i}"), a, b).unwrap();
+    }
 }

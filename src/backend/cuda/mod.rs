@@ -448,6 +448,12 @@ pub fn synchronize(device: Device) -> Result<()> {
     }
 }
 
+/// True when an op with the single input `x` records its autograd op (as `from_op_cuda`
+/// decides): host-side backward data (winning offsets) is fetched only then.
+pub(crate) fn records_gradient<T: Float>(x: &Tensor<T>) -> bool {
+    crate::autograd::is_grad_enabled() && x.requires_grad()
+}
+
 /// Launch geometry for `n` independent elements: 256 threads a block, grid-stride loops in
 /// the kernels beyond 2^20 blocks.
 pub(crate) fn grid(n: usize) -> LaunchConfig {

@@ -3,6 +3,7 @@
 use crate::autograd::Op;
 use crate::backend::cuda::{buf, grid, launch, per_row};
 use crate::error::{Error, Result};
+use crate::ops::binary::BinaryOp;
 use crate::ops::norm::{BatchNormMode, BatchNormSaved, RunningStats};
 use crate::tensor::{Float, Shape, Tensor};
 
@@ -168,13 +169,13 @@ pub(crate) fn batch_norm_backward<T: Float>(
     } else {
         None
     };
-    // dγ = Σ dy·(x − μ)·s: C values, scaled on the host.
-    let dgamma: Vec<T> = sum_dyxc.download()?[..c]
-        .iter()
-        .zip(&saved.inv_std)
-        .map(|(&p, &s)| p * s)
-        .collect();
-    let dgamma = Tensor::from_cuda(gpu.upload(&dgamma)?, Shape::new([c]));
+    // dγ = Σ dy·(x − μ)·s, scaled on the device (the CPU's one product per channel).
+    let dgamma = crate::backend::cuda::ops::binary(
+        BinaryOp::Mul,
+        &Tensor::from_cuda(sum_dyxc, Shape::new([c])),
+        &Tensor::from_cuda(inv_std, Shape::new([c])),
+        gpu.ordinal(),
+    )?;
     let dbeta = Tensor::from_cuda(sum_dy, Shape::new([c]));
     Ok((dx, dgamma, dbeta))
 }

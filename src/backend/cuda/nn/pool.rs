@@ -1,7 +1,7 @@
 //! Max and average pooling over square windows (the geometry of `src/ops/pool.rs`).
 
 use crate::autograd::Op;
-use crate::backend::cuda::{buf, cuda_err, grid, launch};
+use crate::backend::cuda::{buf, cuda_err, grid, launch, records_gradient};
 use crate::error::Result;
 use crate::ops::pool::PoolGeometry;
 use crate::tensor::{Float, Shape, Tensor};
@@ -22,7 +22,7 @@ fn pool_args(x_dims: &[usize], g: &PoolGeometry) -> [i64; 8] {
 }
 
 /// Max pooling; the winners' offsets come back to the host, where the autograd op keeps them
-/// (one device-to-host copy per call).
+/// (one device-to-host copy per call that records a gradient; none without).
 pub(crate) fn max_pool2d<T: Float>(x: &Tensor<T>, g: &PoolGeometry) -> Result<Tensor<T>> {
     let a = pool_args(x.dims(), g);
     let n = (a[0] * a[6] * a[7]) as usize;
@@ -49,14 +49,21 @@ pub(crate) fn max_pool2d<T: Float>(x: &Tensor<T>, g: &PoolGeometry) -> Result<Te
         &a[6],
         &a[7]
     )?;
-    let arg = gpu
-        .stream
-        .clone_dtoh(&arg)
-        .map_err(cuda_err("cuda download"))?;
+    // The offsets come to the host only for a gradient (a device sync); without one the op
+    // is not recorded and they stay behind.
+    let arg = if records_gradient(x) {
+        let arg = gpu
+            .stream
+            .clone_dtoh(&arg)
+            .map_err(cuda_err("cuda download"))?;
+        arg[..n].iter().map(|&v| v as usize).collect()
+    } else {
+        Vec::new()
+    };
     let shape = Shape::new([x.dims()[0], x.dims()[1], g.out_hw.0, g.out_hw.1]);
     let op = Op::MaxPool2d {
         input: x.clone(),
-        arg: arg[..n].iter().map(|&v| v as usize).collect(),
+        arg,
     };
     Ok(Tensor::from_op_cuda(y, shape, op))
 }

@@ -3,7 +3,7 @@
 
 use super::gpu_of;
 use crate::autograd::Op;
-use crate::backend::cuda::{Buffer, buf, cuda_err, grid, launch, per_row};
+use crate::backend::cuda::{Buffer, buf, cuda_err, grid, launch, per_row, records_gradient};
 use crate::error::Result;
 use crate::ops::reduce::{Plan, unpermute_offsets};
 use crate::tensor::{Float, Shape, Tensor};
@@ -41,11 +41,13 @@ pub(crate) fn sum_plan<T: Float>(src: &Tensor<T>, plan: &Plan) -> Result<Buffer<
 }
 
 /// Max or min over the plan's middle axis of `src`: values on the GPU, flat offsets into
-/// `src` on the host (the autograd op keeps them there).
+/// `src` on the host when `want_args` (the autograd op keeps them there; a device sync),
+/// else none.
 pub(crate) fn extremum_plan<T: Float>(
     src: &Tensor<T>,
     plan: &Plan,
     want_max: bool,
+    want_args: bool,
 ) -> Result<(Buffer<T>, Vec<usize>)> {
     let gpu = gpu_of(src)?;
     let (outer, reduced, inner) = (plan.outer as i64, plan.reduced as i64, plan.inner as i64);
@@ -69,6 +71,9 @@ pub(crate) fn extremum_plan<T: Float>(
         &inner,
         &want
     )?;
+    if !want_args {
+        return Ok((vals, Vec::new()));
+    }
     let args = gpu
         .stream
         .clone_dtoh(&args)
@@ -119,7 +124,7 @@ pub(crate) fn extremum<T: Float>(
     out_shape: Shape,
     want_max: bool,
 ) -> Result<Tensor<T>> {
-    let (vals, mut arg) = extremum_plan(src, plan, want_max)?;
+    let (vals, mut arg) = extremum_plan(src, plan, want_max, records_gradient(x))?;
     if src.id() != x.id() {
         unpermute_offsets(&mut arg, x, axes);
     }
