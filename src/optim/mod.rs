@@ -114,12 +114,19 @@ pub fn clip_grad_norm<T: Float>(
         .iter()
         .filter_map(|(_, p)| grads.gradient(p).map(|g| (p.id(), g)))
         .collect();
-    let total = found
+    // Host gradients summed here in f64; GPU ones reduced on their device.
+    let squares = found
         .iter()
+        .filter(|(_, g)| !g.is_cuda())
         .flat_map(|(_, g)| g.data())
         .map(|v| v.to_f64() * v.to_f64())
-        .sum::<f64>()
-        .sqrt();
+        .sum::<f64>();
+    #[cfg(feature = "cuda")]
+    let squares = squares
+        + crate::backend::cuda::optim::sum_of_squares(
+            found.iter().map(|(_, g)| *g).filter(|g| g.is_cuda()),
+        )?;
+    let total = squares.sqrt();
     let scale = max_norm / (total + 1e-6);
     let clip = total.is_finite() && scale < 1.0;
     let map = found

@@ -45,11 +45,17 @@ impl contrastive::optim::GradientSource<f32> for Fixed {
 }
 
 type MakeOpt = fn() -> Box<dyn contrastive::optim::Optimizer<f32>>;
+type OptCase = (&'static str, MakeOpt, Option<f64>);
 
 /// Four steps of `make()` on `device` over a weight, a bias (which LARS excludes) and a
-/// parameter with no gradient in the third step: the parameters and the exported state, on
-/// the host. Fails on an implicit host copy during the steps.
-fn optimizer_run(device: Device, make: MakeOpt) -> Result<Vec<(String, Vec<f32>)>> {
+/// parameter with no gradient in the third step, the gradients clipped first when `clip`: the
+/// parameters, the exported state and the gradient norms, on the host. Fails on an implicit
+/// host copy during the steps.
+fn optimizer_run(
+    device: Device,
+    make: MakeOpt,
+    clip: Option<f64>,
+) -> Result<Vec<(String, Vec<f32>)>> {
     let mut rng = StdRng::seed_from_u64(5);
     let mut w = Tensor::<f32>::randn([7, 5], &mut rng)
         .to_device(&device)?
@@ -58,6 +64,7 @@ fn optimizer_run(device: Device, make: MakeOpt) -> Result<Vec<(String, Vec<f32>)
         .to_device(&device)?
         .requires_grad_();
     let mut opt = make();
+    let mut norms = Vec::new();
     let before = contrastive::backend::cuda::implicit_host_copies();
     for step in 0..4 {
         let mut map = std::collections::HashMap::new();
@@ -73,7 +80,15 @@ fn optimizer_run(device: Device, make: MakeOpt) -> Result<Vec<(String, Vec<f32>)
             ("layer.weight".to_string(), &mut w),
             ("layer.bias".to_string(), &mut bias),
         ];
-        opt.step(&mut params, &Fixed(map))?;
+        match clip {
+            Some(max_norm) => {
+                let (clipped, norm) =
+                    contrastive::optim::clip_grad_norm(&params, &Fixed(map), max_norm)?;
+                norms.push(norm as f32);
+                opt.step(&mut params, &clipped)?;
+            }
+            None => opt.step(&mut params, &Fixed(map))?,
+        }
     }
     let copies = contrastive::backend::cuda::implicit_host_copies() - before;
     if copies > 0 {
@@ -86,6 +101,7 @@ fn optimizer_run(device: Device, make: MakeOpt) -> Result<Vec<(String, Vec<f32>)
     let mut out = vec![
         ("weight".to_string(), host(&w)?),
         ("bias".to_string(), host(&bias)?),
+        ("gradient norms".to_string(), norms),
     ];
     for (name, t) in opt.state_tensors() {
         out.push((name, host(&t)?));
@@ -99,45 +115,75 @@ fn optimizers_step_on_the_gpu_like_on_the_cpu() {
     let Some(device) = gpu("optimizers_step_on_the_gpu_like_on_the_cpu") else {
         return;
     };
-    let cases: Vec<(&str, MakeOpt)> = vec![
-        ("sgd", || Box::new(Sgd::new(0.1))),
-        ("sgd_weight_decay", || {
-            Box::new(Sgd::new(0.1).with_weight_decay(0.01))
-        }),
-        ("sgd_momentum_dampening", || {
-            Box::new(
-                Sgd::new(0.1)
-                    .with_momentum(0.9)
-                    .with_dampening(0.1)
-                    .with_weight_decay(1e-3),
-            )
-        }),
-        ("sgd_nesterov", || {
-            Box::new(
-                Sgd::new(0.05)
-                    .with_momentum(0.9)
-                    .with_nesterov(true)
-                    .with_weight_decay(1e-3),
-            )
-        }),
-        ("adam", || Box::new(Adam::new(1e-2).with_weight_decay(1e-3))),
-        ("adamw", || {
-            Box::new(Adam::adamw(1e-2).with_betas(0.8, 0.99))
-        }),
-        ("lars", || Box::new(Lars::new(0.5).with_weight_decay(1e-4))),
-        ("lars_nesterov", || {
-            Box::new(
-                Lars::new(0.5)
-                    .with_nesterov(true)
-                    .with_weight_decay(1e-4)
-                    .with_trust_coefficient(0.01),
-            )
-        }),
+    let cases: Vec<OptCase> = vec![
+        ("sgd", || Box::new(Sgd::new(0.1)), None),
+        (
+            "sgd_weight_decay",
+            || Box::new(Sgd::new(0.1).with_weight_decay(0.01)),
+            None,
+        ),
+        (
+            "sgd_momentum_dampening",
+            || {
+                Box::new(
+                    Sgd::new(0.1)
+                        .with_momentum(0.9)
+                        .with_dampening(0.1)
+                        .with_weight_decay(1e-3),
+                )
+            },
+            None,
+        ),
+        (
+            "sgd_nesterov",
+            || {
+                Box::new(
+                    Sgd::new(0.05)
+                        .with_momentum(0.9)
+                        .with_nesterov(true)
+                        .with_weight_decay(1e-3),
+                )
+            },
+            None,
+        ),
+        (
+            "adam",
+            || Box::new(Adam::new(1e-2).with_weight_decay(1e-3)),
+            None,
+        ),
+        (
+            "adamw",
+            || Box::new(Adam::adamw(1e-2).with_betas(0.8, 0.99)),
+            None,
+        ),
+        (
+            "lars",
+            || Box::new(Lars::new(0.5).with_weight_decay(1e-4)),
+            None,
+        ),
+        (
+            "lars_nesterov",
+            || {
+                Box::new(
+                    Lars::new(0.5)
+                        .with_nesterov(true)
+                        .with_weight_decay(1e-4)
+                        .with_trust_coefficient(0.01),
+                )
+            },
+            None,
+        ),
+        (
+            "sgd_momentum_clipped",
+            || Box::new(Sgd::new(0.1).with_momentum(0.9)),
+            Some(1.0),
+        ),
+        ("adam_clipped", || Box::new(Adam::new(1e-2)), Some(0.5)),
     ];
     let mut failures = Vec::new();
-    for (name, make) in cases {
-        let result = optimizer_run(Device::Cpu, make)
-            .and_then(|cpu| Ok((cpu, optimizer_run(device, make)?)));
+    for (name, make, clip) in cases {
+        let result = optimizer_run(Device::Cpu, make, clip)
+            .and_then(|cpu| Ok((cpu, optimizer_run(device, make, clip)?)));
         match result {
             Ok((cpu, gpu)) => {
                 let names = |v: &[(String, Vec<f32>)]| v.iter().map(|p| p.0.clone()).collect();

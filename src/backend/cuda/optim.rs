@@ -6,7 +6,7 @@
 
 use super::{buf, cuda_err, grid, launch};
 use crate::error::{Error, Result};
-use crate::tensor::{Float, Tensor};
+use crate::tensor::{Device, Float, Tensor};
 use cudarc::driver::LaunchConfig;
 
 /// A zero tensor of `p`'s shape on `p`'s GPU: a fresh optimiser state buffer.
@@ -248,4 +248,24 @@ pub(crate) fn lars<T: Float>(
         &h.wd,
         &nesterov
     )
+}
+
+/// `Σ g²` over GPU tensors (`clip_grad_norm`): reduced on each tensor's device, in its element
+/// type, with one value per device brought to the host.
+pub(crate) fn sum_of_squares<'a, T: Float>(
+    grads: impl Iterator<Item = &'a Tensor<T>>,
+) -> Result<f64> {
+    let mut per_device: Vec<(Device, Tensor<T>)> = Vec::new();
+    for g in grads {
+        let s = crate::autograd::no_grad(|| g.square().sum_all())?;
+        match per_device.iter_mut().find(|(d, _)| *d == g.device()) {
+            Some((_, acc)) => *acc = crate::autograd::no_grad(|| acc.add(&s))?,
+            None => per_device.push((g.device(), s)),
+        }
+    }
+    let mut total = 0.0;
+    for (_, s) in per_device {
+        total += s.to_device(&Device::Cpu)?.item()?.to_f64();
+    }
+    Ok(total)
 }
