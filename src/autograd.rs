@@ -161,6 +161,10 @@ pub(crate) enum Op<T: Float> {
         input: Tensor<T>,
         comm: Arc<dyn Collective<T>>,
     },
+    /// A copy to another device (see [`Tensor::to_device`]); backward moves the gradient back.
+    ToDevice {
+        input: Tensor<T>,
+    },
 }
 
 /// The primitive op kinds, one per [`Op`] variant. Tests use [`OpKind::ALL`] to check that every
@@ -187,10 +191,11 @@ pub enum OpKind {
     Linear,
     SimilarityLse,
     AllGatherRows,
+    ToDevice,
 }
 
 impl OpKind {
-    pub const ALL: [OpKind; 20] = [
+    pub const ALL: [OpKind; 21] = [
         OpKind::Unary,
         OpKind::Binary,
         OpKind::MatMul,
@@ -211,6 +216,7 @@ impl OpKind {
         OpKind::Linear,
         OpKind::SimilarityLse,
         OpKind::AllGatherRows,
+        OpKind::ToDevice,
     ];
 }
 
@@ -259,6 +265,7 @@ pub const PRIMITIVE_OPS: &[&str] = &[
     "linear",
     "similarity_logsumexp",
     "all_gather_rows",
+    "to_device",
 ];
 
 impl<T: Float> Op<T> {
@@ -291,6 +298,7 @@ impl<T: Float> Op<T> {
             Op::Linear { .. } => "linear",
             Op::SimilarityLse { .. } => "similarity_logsumexp",
             Op::AllGatherRows { .. } => "all_gather_rows",
+            Op::ToDevice { .. } => "to_device",
         }
     }
 
@@ -316,6 +324,7 @@ impl<T: Float> Op<T> {
             Op::Linear { .. } => OpKind::Linear,
             Op::SimilarityLse { .. } => OpKind::SimilarityLse,
             Op::AllGatherRows { .. } => OpKind::AllGatherRows,
+            Op::ToDevice { .. } => OpKind::ToDevice,
         }
     }
 
@@ -333,7 +342,8 @@ impl<T: Float> Op<T> {
             | Op::Extremum { input, .. }
             | Op::MaxPool2d { input, .. }
             | Op::AvgPool2d { input, .. }
-            | Op::AllGatherRows { input, .. } => vec![input],
+            | Op::AllGatherRows { input, .. }
+            | Op::ToDevice { input } => vec![input],
             Op::Binary { lhs, rhs, .. } | Op::MatMul { lhs, rhs } => vec![lhs, rhs],
             Op::Where {
                 on_true, on_false, ..
@@ -360,6 +370,10 @@ impl<T: Float> Op<T> {
     /// Vector–Jacobian product: given the gradient of the output `out`, the gradient of each
     /// input (in [`Op::inputs`] order). `None` where an input needs no gradient.
     fn backward(&self, out: &Tensor<T>, grad: &Tensor<T>) -> Result<Vec<Option<Tensor<T>>>> {
+        #[cfg(feature = "cuda")]
+        if grad.is_cuda() && !matches!(self, Op::ToDevice { .. }) {
+            return crate::backend::cuda::backward::backward(self, out, grad);
+        }
         let needs = |t: &Tensor<T>| t.requires_grad();
         Ok(match self {
             Op::Unary { kind, input } => vec![Some(unary::backward(*kind, input, out, grad)?)],
@@ -479,6 +493,7 @@ impl<T: Float> Op<T> {
             Op::AllGatherRows { input, comm } => {
                 vec![Some(gather::all_gather_rows_backward(grad, input, comm)?)]
             }
+            Op::ToDevice { input } => vec![Some(grad.to_device(&input.device())?)],
         })
     }
 }
@@ -502,9 +517,11 @@ impl<T: Float> Gradients<T> {
     }
     /// The gradient of `t`, or zeros of `t`'s shape when the output does not depend on `t`.
     pub fn get_or_zeros(&self, t: &Tensor<T>) -> Tensor<T> {
-        self.get(t)
-            .cloned()
-            .unwrap_or_else(|| Tensor::zeros(t.shape().clone()))
+        self.get(t).cloned().unwrap_or_else(|| {
+            let zeros = Tensor::zeros(t.shape().clone());
+            // `t` lives on an initialised device, so the move cannot fail for lack of one.
+            zeros.to_device(&t.device()).unwrap_or(zeros)
+        })
     }
     pub fn len(&self) -> usize {
         self.map.len()
@@ -527,7 +544,7 @@ impl<T: Float> Tensor<T> {
                 shape: self.dims().to_vec(),
             });
         }
-        self.backward_with(&Tensor::ones(self.shape().clone()))
+        self.backward_with(&Tensor::ones(self.shape().clone()).to_device(&self.device())?)
     }
 
     /// Vector–Jacobian product: gradients of `⟨self, cotangent⟩` with respect to every tracked
@@ -547,7 +564,7 @@ impl<T: Float> Tensor<T> {
         }
         let order = topological_order(self);
         let mut pending: HashMap<TensorId, Tensor<T>> = HashMap::new();
-        pending.insert(self.id(), cotangent.detach());
+        pending.insert(self.id(), cotangent.to_device(&self.device())?.detach());
         for node in order.iter().rev() {
             let Some(grad) = pending.remove(&node.id()) else {
                 continue;

@@ -37,6 +37,9 @@ pub enum Error {
     InvalidInput { op: &'static str, message: String },
     /// An I/O failure, with the path it concerned.
     Io { path: String, message: String },
+    /// A GPU could not be used: no GPU support in this build, CUDA libraries or device missing,
+    /// a driver or kernel-compilation failure, or tensors on different devices.
+    Cuda { op: &'static str, message: String },
     /// A corrupt or truncated data file: the file and the byte offset where reading failed.
     Data {
         file: String,
@@ -92,6 +95,7 @@ impl fmt::Display for Error {
                 )
             }
             Error::InvalidInput { op, message } => write!(f, "{op}: {message}"),
+            Error::Cuda { op, message } => write!(f, "{op}: {message}"),
             Error::Io { path, message } => write!(f, "{path}: {message}"),
             Error::Data { file, at, message } => write!(f, "{file}: at byte {at}: {message}"),
         }

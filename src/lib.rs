@@ -49,4 +49,4 @@ pub use error::{Error, Result};
 pub use gradcheck::{CheckMode, Discrepancy, GradCheckOptions, GradCheckReport, check_gradients};
 pub use ops::conv::Conv2dParams;
 pub use ops::norm::{BatchNormMode, RunningStats};
-pub use tensor::{DType, Float, Shape, Tensor, TensorId};
+pub use tensor::{DType, Device, Float, Shape, Tensor, TensorId};

@@ -26,7 +26,7 @@ use crate::error::{Error, Result};
 use crate::losses::{self, Denominator};
 use crate::nn::{Activation, ConvEncoder, EncoderHead, Mlp, Mode, Module, ProjectionHead, Relu};
 use crate::optim::{Optimizer, Sgd};
-use crate::tensor::Tensor;
+use crate::tensor::{Device, Tensor};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::fmt;
@@ -57,6 +57,7 @@ type Runner = Box<dyn FnMut() -> Result<()> + Send>;
 /// [`units_per_rep`](Self::units_per_rep) units of [`unit`](Self::unit).
 pub struct Workload {
     name: &'static str,
+    device: Device,
     unit: &'static str,
     units_per_rep: f64,
     run: Runner,
@@ -68,6 +69,7 @@ impl fmt::Debug for Workload {
             .field("name", &self.name)
             .field("unit", &self.unit)
             .field("units_per_rep", &self.units_per_rep)
+            .field("device", &self.device)
             .finish_non_exhaustive()
     }
 }
@@ -76,6 +78,7 @@ impl Workload {
     fn new(name: &'static str, unit: &'static str, units_per_rep: f64, run: Runner) -> Self {
         Workload {
             name,
+            device: Device::Cpu,
             unit,
             units_per_rep,
             run,
@@ -96,28 +99,47 @@ impl Workload {
         self.units_per_rep
     }
 
-    /// One repetition, on the current rayon pool.
+    /// Where the workload runs.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// One repetition, on the current rayon pool; on a GPU it returns once the GPU has
+    /// finished (so that timers measure the work, not its queueing).
     pub fn run_once(&mut self) -> Result<()> {
-        (self.run)()
+        (self.run)()?;
+        self.device.synchronize()
+    }
+
+    fn on(mut self, device: Device) -> Self {
+        self.device = device;
+        self
     }
 }
 
-/// Builds a workload by its name in [`NAMES`]. Tunes the allocator first
-/// ([`tune_allocator`]), as the command-line tool does, so the timings count no page faults
-/// that a training run would not pay either.
+/// Builds a workload by its name in [`NAMES`], on the CPU.
 pub fn build(name: &str) -> Result<Workload> {
+    build_on(name, Device::Cpu)
+}
+
+/// Builds a workload by its name in [`NAMES`], with its inputs and model on `device`. Tunes
+/// the allocator first ([`tune_allocator`]), as the command-line tool does, so the timings
+/// count no page faults that a training run would not pay either.
+pub fn build_on(name: &str, device: Device) -> Result<Workload> {
     tune_allocator();
-    match name {
-        "gemm" => gemm(),
-        "ntxent" => ntxent(),
-        "supcon" => supcon(),
-        "mlp_step" => mlp_step(),
-        "cnn_step" => cnn_step(),
+    device.check()?;
+    let w = match name {
+        "gemm" => gemm_on(device),
+        "ntxent" => ntxent_on(device),
+        "supcon" => supcon_on(device),
+        "mlp_step" => mlp_step_on(device),
+        "cnn_step" => cnn_step_on(device),
         _ => Err(Error::invalid(
             "workloads",
             format!("unknown workload `{name}`; expected one of {NAMES:?}"),
         )),
-    }
+    }?;
+    Ok(w.on(device))
 }
 
 /// `C = A·B` with A, B `1024 × 1024`: 2·1024³ flops per repetition, in GFLOP/s.
@@ -126,10 +148,24 @@ pub fn build(name: &str) -> Result<Workload> {
 /// buffer made once, through the GEMM kernel, so the figure is the kernel's and not the
 /// allocator's (`Tensor::matmul` would also map and fault in a fresh 4 MiB output every call).
 pub fn gemm() -> Result<Workload> {
+    gemm_on(Device::Cpu)
+}
+
+fn gemm_on(device: Device) -> Result<Workload> {
     const N: usize = 1024;
     let mut rng = StdRng::seed_from_u64(DATA_SEED);
     let a = Tensor::<f32>::randn([N, N], &mut rng);
     let b = Tensor::<f32>::randn([N, N], &mut rng);
+    let gflop = 2.0 * (N * N * N) as f64 / 1e9;
+    if device.is_cuda() {
+        // On a GPU: `matmul` (one cuBLAS GEMM into a fresh buffer from the driver's pool).
+        let (a, b) = (a.to_device(&device)?, b.to_device(&device)?);
+        let run = move || {
+            black_box(a.matmul(&b)?); // (N, N) · (N, N) → (N, N)
+            Ok(())
+        };
+        return Ok(Workload::new("gemm", "GFLOP/s", gflop, Box::new(run)));
+    }
     let mut c = vec![0f32; N * N];
     let run = move || {
         // (N, N) · (N, N) → (N, N)
@@ -142,7 +178,6 @@ pub fn gemm() -> Result<Workload> {
         black_box(&c);
         Ok(())
     };
-    let gflop = 2.0 * (N * N * N) as f64 / 1e9;
     Ok(Workload::new("gemm", "GFLOP/s", gflop, Box::new(run)))
 }
 
@@ -150,12 +185,18 @@ pub fn gemm() -> Result<Workload> {
 /// features, in passes/s. (PyTorch holds the two views as two `(1024, 128)` leaves and
 /// concatenates them inside the loss; here they are one `(N, 2, d)` leaf, the loss's layout.)
 pub fn ntxent() -> Result<Workload> {
+    ntxent_on(Device::Cpu)
+}
+
+fn ntxent_on(device: Device) -> Result<Workload> {
     let mut rng = StdRng::seed_from_u64(DATA_SEED);
-    let features = Tensor::<f32>::randn([1024, 2, 128], &mut rng).requires_grad_();
+    let features = Tensor::<f32>::randn([1024, 2, 128], &mut rng)
+        .to_device(&device)?
+        .requires_grad_();
     let run = move || {
         let loss = losses::nt_xent(&features, 0.5)?;
         let grads = loss.backward()?;
-        black_box((loss.item()?, grads.get(&features).map(|g| g.data()[0])));
+        black_box((loss.item()?, grads.get(&features).map(Tensor::numel)));
         Ok(())
     };
     Ok(Workload::new("ntxent", "passes/s", 1.0, Box::new(run)))
@@ -165,13 +206,18 @@ pub fn ntxent() -> Result<Workload> {
 /// features `(512, 2, 128)` with labels uniform over 10 classes, forward and backward, in
 /// passes/s.
 pub fn supcon() -> Result<Workload> {
+    supcon_on(Device::Cpu)
+}
+
+fn supcon_on(device: Device) -> Result<Workload> {
     let mut rng = StdRng::seed_from_u64(DATA_SEED);
-    let features = Tensor::<f32>::randn([512, 2, 128], &mut rng).requires_grad_();
+    let features = Tensor::<f32>::randn([512, 2, 128], &mut rng);
+    let features = features.to_device(&device)?.requires_grad_();
     let labels: Vec<i64> = (0..512).map(|_| rng.random_range(0..10)).collect();
     let run = move || {
         let loss = losses::supcon(&features, &labels, 0.1, Denominator::All)?;
         let grads = loss.backward()?;
-        black_box((loss.item()?, grads.get(&features).map(|g| g.data()[0])));
+        black_box((loss.item()?, grads.get(&features).map(Tensor::numel)));
         Ok(())
     };
     Ok(Workload::new("supcon", "passes/s", 1.0, Box::new(run)))
@@ -185,6 +231,10 @@ pub fn supcon() -> Result<Workload> {
 /// two views are concatenated into one `(512, 784)` batch and go through the model in one
 /// forward pass (its default `--views cat`), and the concatenation is part of every step.
 pub fn mlp_step() -> Result<Workload> {
+    mlp_step_on(Device::Cpu)
+}
+
+fn mlp_step_on(device: Device) -> Result<Workload> {
     let mut model_rng = StdRng::seed_from_u64(MODEL_SEED);
     let mut encoder = Mlp::new::<f32>(&[784, 512, 512], Activation::Relu, false, &mut model_rng)?;
     encoder.push(Relu);
@@ -198,7 +248,7 @@ pub fn mlp_step() -> Result<Workload> {
         "mlp_step",
         "steps/s",
         1.0,
-        training_step(model, opt, x1, x2),
+        training_step(model, opt, x1, x2, device)?,
     ))
 }
 
@@ -213,6 +263,10 @@ pub fn mlp_step() -> Result<Workload> {
 /// decay 1e-4 (`torch_bench.py` uses one optimiser for both steps; `BENCHMARKS.md` names no
 /// weight decay here, and it costs one multiply-add per parameter).
 pub fn cnn_step() -> Result<Workload> {
+    cnn_step_on(Device::Cpu)
+}
+
+fn cnn_step_on(device: Device) -> Result<Workload> {
     let mut model_rng = StdRng::seed_from_u64(MODEL_SEED);
     let encoder = ConvEncoder::simple::<f32>(&[32, 64, 128], 3, &mut model_rng)?;
     let head = ProjectionHead::mlp::<f32>(&[128, 128, 64], &mut model_rng)?;
@@ -225,7 +279,7 @@ pub fn cnn_step() -> Result<Workload> {
         "cnn_step",
         "steps/s",
         1.0,
-        training_step(model, opt, x1, x2),
+        training_step(model, opt, x1, x2, device)?,
     ))
 }
 
@@ -236,9 +290,12 @@ fn training_step(
     mut opt: Sgd<f32>,
     x1: Tensor<f32>,
     x2: Tensor<f32>,
-) -> Runner {
+    device: Device,
+) -> Result<Runner> {
     let n = x1.dims()[0];
-    Box::new(move || {
+    model.to_device(&device)?;
+    let (x1, x2) = (x1.to_device(&device)?, x2.to_device(&device)?);
+    Ok(Box::new(move || {
         let x = Tensor::concat(&[x1.clone(), x2.clone()], 0)?; // (2N, …)
         let z = model.forward(&x, Mode::Train)?; // (2N, d)
         let d = z.dims()[1];
@@ -249,7 +306,7 @@ fn training_step(
         opt.step(&mut model.parameters_mut(), &grads)?;
         black_box(loss.item()?);
         Ok(())
-    })
+    }))
 }
 
 /// The timing of one workload at one thread count.

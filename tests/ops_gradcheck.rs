@@ -488,6 +488,10 @@ fn table() -> Vec<Case> {
             // in tests/distributed.rs.
             x[0].all_gather_rows(&contrastive::distributed::solo())
         }),
+        case!("to_device", unary_any, |x| {
+            // CPU to CPU: the identity, recorded as an op (GPU moves are in cuda_parity.rs).
+            Ok(x[0].to_device(&contrastive::Device::Cpu)?.square())
+        }),
         case!("dropout", unary_any, |x| {
             let mut rng = StdRng::seed_from_u64(7);
             x[0].dropout(0.3, true, &mut rng)
@@ -658,6 +662,7 @@ op_tests!(
     similarity_lse_stream_diagonal,
     similarity_lse_same_label,
     all_gather_rows,
+    to_device,
     dropout,
 );
 

@@ -18,6 +18,9 @@ pub struct BenchArgs {
     /// Timed repetitions per result (at least 10), after 3 warm-ups.
     #[arg(long, value_name = "R", default_value_t = 20)]
     reps: usize,
+    /// Where to run: cpu, cuda or cuda:N (a GPU needs the `cuda` feature; docs/cuda.md).
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    device: String,
 }
 
 /// Runs the command: each workload is built once and measured at every thread count.
@@ -33,12 +36,15 @@ pub fn run(args: BenchArgs) -> crate::Result<()> {
     } else {
         args.workloads
     };
-    // Build errors (an unknown name) before any time is spent measuring.
+    let device: crate::Device = args.device.parse()?;
+    // Build errors (an unknown name, no GPU) before any time is spent measuring.
     let mut built = names
         .iter()
-        .map(|n| workloads::build(n))
+        .map(|n| workloads::build_on(n, device))
         .collect::<crate::Result<Vec<_>>>()?;
-    let threads = if args.threads.is_empty() {
+    let threads = if device.is_cuda() && args.threads.is_empty() {
+        vec![1] // the host threads only queue GPU work
+    } else if args.threads.is_empty() {
         let all = std::thread::available_parallelism().map_or(1, |n| n.get());
         if all > 1 { vec![1, all] } else { vec![1] }
     } else {

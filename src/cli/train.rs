@@ -27,6 +27,10 @@ pub struct TrainArgs {
     /// List every configuration key with its default and meaning, and exit.
     #[arg(long)]
     keys: bool,
+    /// Where to train: cpu, cuda or cuda:N (sets `train.device`; GPU builds need
+    /// `--features cuda`, see docs/cuda.md).
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -76,7 +80,11 @@ pub fn train(args: TrainArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let config = resolve_config(args.config.as_ref(), &args.set)?;
+    let mut overrides = args.set.clone();
+    if let Some(d) = &args.device {
+        overrides.push(format!("train.device={d}"));
+    }
+    let config = resolve_config(args.config.as_ref(), &overrides)?;
     let run_dir = args
         .out
         .unwrap_or_else(|| PathBuf::from("runs").join(config.id()));

@@ -28,6 +28,12 @@ impl<T: Float> Tensor<T> {
                 shape: self.dims().to_vec(),
             });
         }
+        if self.is_cuda() {
+            // The collectives exchange host buffers: gather on the host, with the moves
+            // recorded so that the gradient comes back to the GPU.
+            let host = self.to_device(&crate::tensor::Device::Cpu)?;
+            return host.all_gather_rows(comm)?.to_device(&self.device());
+        }
         let data = comm.all_gather(self.data())?;
         let mut dims = self.dims().to_vec();
         dims[0] *= comm.size();

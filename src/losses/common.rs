@@ -205,7 +205,8 @@ pub(crate) fn class_sums_per_row<T: Float>(z: &Tensor<T>, labels: &[i64]) -> Res
             .or_default()
             .push(members);
     }
-    let padded = Tensor::concat(&[z.clone(), Tensor::zeros([1, d])], 0)?; // (R + 1, d)
+    let zero_row = Tensor::zeros([1, d]).to_device(&z.device())?;
+    let padded = Tensor::concat(&[z.clone(), zero_row], 0)?; // (R + 1, d)
     let mut sums = Vec::with_capacity(groups.len());
     let mut slot_of_row = vec![0; r];
     let mut slot = 0;

@@ -123,6 +123,14 @@ impl<T: Float> Tensor<T> {
         {
             return Err(shape_error(b));
         }
+        crate::backend::on_cuda!(
+            "linear",
+            [Some(self), Some(weight), bias]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+            |_dev| crate::backend::cuda::blas::linear(self, weight, bias)
+        );
         let m: usize = self.dims()[..self.rank() - 1].iter().product();
         let mut out: Vec<T> = match bias {
             Some(b) => b.data().iter().copied().cycle().take(m * n).collect(),

@@ -114,6 +114,23 @@ pub trait Module<T: Float>: fmt::Debug + Send {
     ) {
     }
 
+    /// Moves every parameter and buffer to `device`, keeping each tensor's identity (so
+    /// optimiser state and gradients stay keyed to it). Optimisers then update the parameters
+    /// where they are.
+    fn to_device(&mut self, device: &crate::tensor::Device) -> Result<()> {
+        let mut first_error = None;
+        let mut mv = |_: &str, t: &mut Tensor<T>| {
+            if first_error.is_none()
+                && let Err(e) = t.to_device_in_place(device)
+            {
+                first_error = Some(e);
+            }
+        };
+        self.visit_parameters_mut("", &mut mv);
+        self.visit_buffers_mut("", &mut mv);
+        first_error.map_or(Ok(()), Err)
+    }
+
     /// Every parameter with its name, in visiting order (cheap clones sharing the data).
     fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {
         let mut out = Vec::new();

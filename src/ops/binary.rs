@@ -143,6 +143,9 @@ pub(crate) fn row_offset(mut index: usize, dims: &[usize], strides: &[usize]) ->
 }
 
 fn apply<T: Float>(kind: BinaryOp, lhs: &Tensor<T>, rhs: &Tensor<T>) -> Result<Tensor<T>> {
+    crate::backend::on_cuda!(kind.name(), [lhs, rhs], |dev| {
+        crate::backend::cuda::ops::binary(kind, lhs, rhs, dev)
+    });
     let (out, shape) = broadcast_map(kind.name(), lhs, rhs, |l, r| kind.forward(l, r))?;
     Ok(Tensor::from_op(
         out,

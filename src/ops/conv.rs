@@ -186,6 +186,10 @@ impl<T: Float> Tensor<T> {
                 rhs: b.dims().to_vec(),
             });
         }
+        crate::backend::on_cuda!("conv2d", [self, weight], |_dev| {
+            let bias = bias.map(|b| b.to_device(&self.device())).transpose()?;
+            crate::backend::cuda::nn::conv2d(self, weight, bias.as_ref(), &geometry)
+        });
         let out = conv2d_fwd(
             self.data(),
             weight.data(),

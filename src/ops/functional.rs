@@ -58,6 +58,6 @@ impl<T: Float> Tensor<T> {
         let mask: Vec<T> = (0..self.numel())
             .map(|_| T::from_f64(if rng.random::<f64>() < p { 0.0 } else { scale }))
             .collect();
-        self.mul(&Tensor::from_vec(mask, self.shape().clone())?)
+        self.mul(&Tensor::from_vec(mask, self.shape().clone())?.to_device(&self.device())?)
     }
 }

@@ -38,7 +38,12 @@ pub(crate) fn index_select_backward<T: Float>(
 }
 
 /// Flat input offset read by each output element of a gather.
-fn gather_offsets(input: &Shape, dim: usize, index: &[usize], index_shape: &Shape) -> Vec<usize> {
+pub(crate) fn gather_offsets(
+    input: &Shape,
+    dim: usize,
+    index: &[usize],
+    index_shape: &Shape,
+) -> Vec<usize> {
     let in_strides = input.strides();
     let ix_strides = index_shape.strides();
     (0..index.len())
@@ -98,6 +103,9 @@ impl<T: Float> Tensor<T> {
         for &i in indices {
             check_index("index_select", i, dims[d])?;
         }
+        crate::backend::on_cuda!("index_select", [self], |_dev| {
+            crate::backend::cuda::ops::index_select(self, d, indices)
+        });
         let outer: usize = dims[..d].iter().product();
         let inner: usize = dims[d + 1..].iter().product();
         let mut out = Vec::with_capacity(outer * indices.len() * inner);
@@ -142,6 +150,9 @@ impl<T: Float> Tensor<T> {
         for &i in index {
             check_index("gather", i, self.dims()[d])?;
         }
+        crate::backend::on_cuda!("gather", [self], |_dev| {
+            crate::backend::cuda::ops::gather(self, d, index, index_shape)
+        });
         let offsets = gather_offsets(self.shape(), d, index, &index_shape);
         let out = offsets.iter().map(|&o| self.data()[o]).collect();
         Ok(Tensor::from_op(
@@ -169,6 +180,9 @@ impl<T: Float> Tensor<T> {
                 ),
             ));
         }
+        crate::backend::on_cuda!("where", [on_true, on_false], |dev| {
+            crate::backend::cuda::ops::where_cond(mask, on_true, on_false, shape, dev)
+        });
         let a = on_true.broadcast_to(shape.dims())?;
         let b = on_false.broadcast_to(shape.dims())?;
         let out = mask

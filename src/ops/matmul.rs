@@ -170,6 +170,9 @@ impl<T: Float> Tensor<T> {
                 rhs: rhs.dims().to_vec(),
             });
         }
+        crate::backend::on_cuda!("matmul", [self, rhs], |_dev| {
+            crate::backend::cuda::blas::matmul(self, rhs)
+        });
         let b = batches(self.shape(), rhs.shape())?;
         let out = batched(
             self.data(),

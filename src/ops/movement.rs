@@ -194,6 +194,9 @@ impl<T: Float> Tensor<T> {
         if perm.iter().enumerate().all(|(i, &p)| i == p) {
             return Ok(self.clone());
         }
+        crate::backend::on_cuda!("permute", [self], |_dev| {
+            crate::backend::cuda::ops::permute(self, perm)
+        });
         let (out, dims) = permute_kernel(self.data(), self.dims(), perm);
         Ok(Tensor::from_op(
             out,
@@ -238,6 +241,9 @@ impl<T: Float> Tensor<T> {
         if target == *self.shape() {
             return Ok(self.clone());
         }
+        crate::backend::on_cuda!("broadcast_to", [self], |_dev| {
+            crate::backend::cuda::ops::broadcast_to(self, target)
+        });
         let out = materialize_broadcast(self.data(), self.shape(), &target);
         Ok(Tensor::from_op(
             out,
@@ -262,6 +268,9 @@ impl<T: Float> Tensor<T> {
                 ),
             ));
         }
+        crate::backend::on_cuda!("narrow", [self], |_dev| {
+            crate::backend::cuda::ops::narrow(self, d, start, len)
+        });
         let dims = self.dims();
         let outer: usize = dims[..d].iter().product();
         let inner: usize = dims[d + 1..].iter().product();
@@ -304,6 +313,9 @@ impl<T: Float> Tensor<T> {
                 });
             }
         }
+        crate::backend::on_cuda!("concat", tensors.iter().collect::<Vec<_>>(), |dev| {
+            crate::backend::cuda::ops::concat(tensors, d, dev)
+        });
         let outer: usize = first.dims()[..d].iter().product();
         let inner: usize = first.dims()[d + 1..].iter().product();
         let total: usize = tensors.iter().map(|t| t.dims()[d]).sum();

@@ -96,6 +96,14 @@ impl<T: Float> Tensor<T> {
                 ),
             ));
         }
+        crate::backend::on_cuda!(
+            "batch_norm",
+            [Some(self), gamma, beta]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+            |_dev| crate::backend::cuda::nn::batch_norm(self, gamma, beta, running, mode)
+        );
         let dims = self.dims().to_vec();
         let n = dims[0];
         let l = self.numel() / (n * c).max(1);
@@ -174,12 +182,12 @@ impl<T: Float> Tensor<T> {
 /// What the fused batch norm keeps for its backward: the per-channel mean and 1/√(σ² + eps)
 /// it normalised with (the batch's in training, the running ones in evaluation).
 pub(crate) struct BatchNormSaved<T: Float> {
-    mean: Vec<T>,
-    inv_std: Vec<T>,
-    channels: usize,
+    pub(crate) mean: Vec<T>,
+    pub(crate) inv_std: Vec<T>,
+    pub(crate) channels: usize,
     /// L: the length of each contiguous run of one channel in the `(N, C, L)` view.
-    inner: usize,
-    training: bool,
+    pub(crate) inner: usize,
+    pub(crate) training: bool,
 }
 
 /// `(dx, dγ, dβ)`; `dx` is `None` when the input needs no gradient.

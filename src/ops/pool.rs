@@ -164,6 +164,9 @@ impl<T: Float> Tensor<T> {
     /// Max over `kernel × kernel` windows with `stride` and implicit `−∞` padding.
     pub fn max_pool2d(&self, kernel: usize, stride: usize, padding: usize) -> Result<Self> {
         let g = PoolGeometry::new("max_pool2d", self.dims(), kernel, stride, padding)?;
+        crate::backend::on_cuda!("max_pool2d", [self], |_dev| {
+            crate::backend::cuda::nn::max_pool2d(self, &g)
+        });
         let (h, w) = g.in_hw;
         let (oh, ow) = g.out_hw;
         let planes = self.numel() / (h * w).max(1);
@@ -193,6 +196,9 @@ impl<T: Float> Tensor<T> {
     /// Mean over `kernel × kernel` windows with `stride`; zero padding counts in the mean.
     pub fn avg_pool2d(&self, kernel: usize, stride: usize, padding: usize) -> Result<Self> {
         let g = PoolGeometry::new("avg_pool2d", self.dims(), kernel, stride, padding)?;
+        crate::backend::on_cuda!("avg_pool2d", [self], |_dev| {
+            crate::backend::cuda::nn::avg_pool2d(self, &g)
+        });
         let (h, w) = g.in_hw;
         let (oh, ow) = g.out_hw;
         let scale = T::ONE / T::from_usize(kernel * kernel);

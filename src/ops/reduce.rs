@@ -11,10 +11,10 @@ use crate::tensor::{Float, Shape, Tensor};
 use rayon::prelude::*;
 
 /// How a reduction sees its input: `outer × reduced × inner`, contiguous.
-struct Plan {
-    outer: usize,
-    reduced: usize,
-    inner: usize,
+pub(crate) struct Plan {
+    pub(crate) outer: usize,
+    pub(crate) reduced: usize,
+    pub(crate) inner: usize,
 }
 
 /// A reduction ready to run.
@@ -156,7 +156,7 @@ fn extremum_kernel<T: Float>(x: &[T], plan: &Plan, want_max: bool) -> (Vec<T>, V
 }
 
 /// Maps offsets into a permuted copy back to offsets into the original tensor.
-fn unpermute_offsets(args: &mut [usize], x: &Tensor<impl Float>, axes: &[usize]) {
+pub(crate) fn unpermute_offsets(args: &mut [usize], x: &Tensor<impl Float>, axes: &[usize]) {
     let dims = x.dims();
     let mut perm: Vec<usize> = (0..dims.len()).filter(|d| !axes.contains(d)).collect();
     perm.extend(axes);
@@ -189,6 +189,9 @@ fn extremum<T: Float>(
         permuted,
     } = prepare(op, x, axes, keepdim)?;
     let src = permuted.as_ref().unwrap_or(x);
+    crate::backend::on_cuda!(op, [x], |_dev| {
+        crate::backend::cuda::ops::extremum(x, src, &axes, &plan, out_shape, want_max)
+    });
     let (vals, mut arg) = extremum_kernel(src.data(), &plan, want_max);
     if permuted.is_some() {
         unpermute_offsets(&mut arg, x, &axes);
@@ -260,6 +263,9 @@ impl<T: Float> Tensor<T> {
             out_shape,
             permuted,
         } = prepare("sum", self, axes, keepdim)?;
+        crate::backend::on_cuda!("sum", [self], |_dev| {
+            crate::backend::cuda::ops::sum(self, permuted.as_ref(), axes, &plan, out_shape)
+        });
         let out = sum_kernel(permuted.as_ref().unwrap_or(self).data(), &plan);
         Ok(Tensor::from_op(
             out,
@@ -337,6 +343,9 @@ impl<T: Float> Tensor<T> {
     fn shift_by_max(&self, axis: isize) -> Result<(Self, Self)> {
         let m = no_grad(|| -> Result<Tensor<T>> {
             let m = self.max(&[axis], true)?;
+            crate::backend::on_cuda!("logsumexp", [&m], |_dev| {
+                crate::backend::cuda::ops::finite_or_zero(&m)
+            });
             let data = m
                 .data()
                 .iter()

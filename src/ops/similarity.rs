@@ -391,6 +391,9 @@ impl<T: Float> Tensor<T> {
         if !scale.is_finite() {
             return Err(Error::invalid(OP, format!("scale {scale} is not finite")));
         }
+        crate::backend::on_cuda!(OP, [self, b], |_dev| {
+            crate::backend::cuda::similarity::forward(self, b, scale, exclude)
+        });
         let materialize = match mode {
             SimilarityMode::Materialize => true,
             SimilarityMode::Stream => false,

@@ -160,6 +160,10 @@ impl<T: Float> UnaryOp<T> {
 }
 
 fn apply<T: Float>(x: &Tensor<T>, kind: UnaryOp<T>) -> Tensor<T> {
+    #[cfg(feature = "cuda")]
+    if x.is_cuda() {
+        return crate::backend::cuda::ops::unary(kind, x);
+    }
     let mut out = vec![T::ZERO; x.numel()];
     match kind {
         // f32: the vectorised polynomial exp (≤ 2 ulp, same special values); f64: `f64::exp`.

@@ -99,6 +99,27 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         let (lr, b1, b2, eps, wd) = (self.lr, self.beta1, self.beta2, self.eps, self.weight_decay);
         let decoupled = self.decoupled;
         let state = &mut self.state;
+        #[cfg(feature = "cuda")]
+        super::for_each_gpu_param(op, params, grads, |name, p, g| {
+            let entry = state.device_entry(op, name, p, SLOTS.len())?;
+            entry.step += 1;
+            let t = entry.step as f64;
+            // The CPU's values, computed the same way.
+            let h = crate::backend::cuda::optim::AdamStep {
+                b1: T::from_f64(b1),
+                b2: T::from_f64(b2),
+                step_size: T::from_f64(lr / (1.0 - b1.powf(t))),
+                sqrt_bc2: T::from_f64((1.0 - b2.powf(t)).sqrt()),
+                eps: T::from_f64(eps),
+                l2: T::from_f64(wd),
+                decay: T::from_f64(1.0 - lr * wd),
+                decoupled,
+            };
+            let [m, v] = entry.device.as_mut_slice() else {
+                return Err(Error::invalid(op, "internal: Adam keeps two buffers"));
+            };
+            crate::backend::cuda::optim::adam(p, g, m, v, &h)
+        })?;
         for_each_param(op, params, grads, |name, p, g| {
             let entry = state.entry(op, name, p.dims(), SLOTS.len())?;
             entry.step += 1;

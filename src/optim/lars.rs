@@ -90,6 +90,24 @@ impl<T: Float> Optimizer<T> for Lars<T> {
         let mu = T::from_f64(self.momentum);
         let (nesterov, exclude) = (self.nesterov, self.exclude);
         let state = &mut self.state;
+        #[cfg(feature = "cuda")]
+        super::for_each_gpu_param("Lars", params, grads, |name, p, g| {
+            let excluded = exclude(name, p.dims());
+            let h = crate::backend::cuda::optim::LarsStep {
+                lr,
+                eta,
+                adapt: !excluded,
+                mu,
+                wd: T::from_f64(if excluded { 0.0 } else { wd }),
+                nesterov,
+            };
+            let entry = state.device_entry("Lars", name, p, SLOTS.len())?;
+            entry.step += 1;
+            let v = entry.device.first_mut().ok_or_else(|| {
+                crate::Error::invalid("Lars", "internal: LARS keeps a momentum buffer")
+            })?;
+            crate::backend::cuda::optim::lars(p, g, v, &h)
+        })?;
         for_each_param("Lars", params, grads, |name, p, g| {
             let excluded = exclude(name, p.dims());
             let wd = T::from_f64(if excluded { 0.0 } else { wd });

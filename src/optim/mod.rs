@@ -114,12 +114,19 @@ pub fn clip_grad_norm<T: Float>(
         .iter()
         .filter_map(|(_, p)| grads.gradient(p).map(|g| (p.id(), g)))
         .collect();
-    let total = found
+    // Host gradients summed here in f64; GPU ones reduced on their device.
+    let squares = found
         .iter()
+        .filter(|(_, g)| !g.is_cuda())
         .flat_map(|(_, g)| g.data())
         .map(|v| v.to_f64() * v.to_f64())
-        .sum::<f64>()
-        .sqrt();
+        .sum::<f64>();
+    #[cfg(feature = "cuda")]
+    let squares = squares
+        + crate::backend::cuda::optim::sum_of_squares(
+            found.iter().map(|(_, g)| *g).filter(|g| g.is_cuda()),
+        )?;
+    let total = squares.sqrt();
     let scale = max_norm / (total + 1e-6);
     let clip = total.is_finite() && scale < 1.0;
     let map = found
@@ -137,16 +144,13 @@ pub(crate) fn for_each_param<T: Float>(
     grads: &dyn GradientSource<T>,
     mut update: impl FnMut(&str, &mut Tensor<T>, &[T]) -> Result<()>,
 ) -> Result<()> {
-    let mut names = BTreeSet::new();
-    for (name, _) in params.iter() {
-        if !names.insert(name.as_str()) {
-            return Err(Error::invalid(
-                op,
-                format!("parameter name `{name}` appears twice"),
-            ));
-        }
-    }
+    check_unique_names(op, params)?;
     for (name, p) in params.iter_mut() {
+        // Parameters on a GPU are [`for_each_gpu_param`]'s.
+        #[cfg(feature = "cuda")]
+        if p.is_cuda() {
+            continue;
+        }
         let Some(g) = grads.gradient(p) else {
             continue;
         };
@@ -158,6 +162,65 @@ pub(crate) fn for_each_param<T: Float>(
             });
         }
         update(name, p, g.data())?;
+    }
+    Ok(())
+}
+
+fn check_unique_names<T: Float>(
+    op: &'static str,
+    params: &[(String, &mut Tensor<T>)],
+) -> Result<()> {
+    let mut names = BTreeSet::new();
+    for (name, _) in params.iter() {
+        if !names.insert(name.as_str()) {
+            return Err(Error::invalid(
+                op,
+                format!("parameter name `{name}` appears twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// [`for_each_param`] for the parameters on a GPU: `update(name, param, grad)` with the
+/// gradient as a tensor on the parameter's device, for the fused GPU updates
+/// (`backend::cuda::optim`). Returns at once when no parameter is on a GPU.
+#[cfg(feature = "cuda")]
+pub(crate) fn for_each_gpu_param<T: Float>(
+    op: &'static str,
+    params: &mut [(String, &mut Tensor<T>)],
+    grads: &dyn GradientSource<T>,
+    mut update: impl FnMut(&str, &mut Tensor<T>, &Tensor<T>) -> Result<()>,
+) -> Result<()> {
+    if !params.iter().any(|(_, p)| p.is_cuda()) {
+        return Ok(());
+    }
+    check_unique_names(op, params)?;
+    for (name, p) in params.iter_mut() {
+        if !p.is_cuda() {
+            continue;
+        }
+        let Some(g) = grads.gradient(p) else {
+            continue;
+        };
+        if g.dims() != p.dims() {
+            return Err(Error::ShapeMismatch {
+                op,
+                lhs: p.dims().to_vec(),
+                rhs: g.dims().to_vec(),
+            });
+        }
+        if g.device() != p.device() {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "the gradient of `{name}` is on {}, the parameter on {}",
+                    g.device(),
+                    p.device()
+                ),
+            ));
+        }
+        update(name, p, g)?;
     }
     Ok(())
 }

@@ -94,6 +94,21 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         let wd = T::from_f64(self.weight_decay);
         let (nesterov, slots) = (self.nesterov, self.slots().len());
         let state = &mut self.state;
+        #[cfg(feature = "cuda")]
+        super::for_each_gpu_param("Sgd", params, grads, |name, p, g| {
+            let entry = state.device_entry("Sgd", name, p, slots)?;
+            let first = entry.step == 0;
+            entry.step += 1;
+            let h = crate::backend::cuda::optim::SgdStep {
+                lr,
+                mu,
+                keep,
+                wd,
+                first,
+                nesterov,
+            };
+            crate::backend::cuda::optim::sgd(p, g, entry.device.first_mut(), &h)
+        })?;
         for_each_param("Sgd", params, grads, |name, p, g| {
             let entry = state.entry("Sgd", name, p.dims(), slots)?;
             let first = entry.step == 0;

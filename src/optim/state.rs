@@ -14,6 +14,10 @@ pub(crate) struct Entry<T: Float> {
     pub step: u64,
     /// One buffer per slot, each with the parameter's number of elements.
     pub bufs: Vec<Vec<T>>,
+    /// The same buffers on the parameter's GPU while it lives there (`bufs` is then empty):
+    /// the fused updates read and write them in place.
+    #[cfg(feature = "cuda")]
+    pub device: Vec<Tensor<T>>,
 }
 
 /// The state of every parameter an optimiser has updated.
@@ -46,7 +50,18 @@ impl<T: Float> State<T> {
                 dims: dims.to_vec(),
                 step: 0,
                 bufs: vec![vec![T::ZERO; numel]; slots],
+                #[cfg(feature = "cuda")]
+                device: Vec::new(),
             });
+        #[cfg(feature = "cuda")]
+        if !e.device.is_empty() {
+            // The parameter moved back to the CPU: its state follows.
+            e.bufs = e
+                .device
+                .drain(..)
+                .map(|t| t.try_to_vec())
+                .collect::<Result<_>>()?;
+        }
         if slots == 0 && e.bufs.is_empty() {
             // A slot-less entry (plain SGD) only counts steps; an imported one has no shape.
             e.dims = dims.to_vec();
@@ -65,6 +80,59 @@ impl<T: Float> State<T> {
         Ok(e)
     }
 
+    /// [`State::entry`] for a parameter on a GPU: the buffers are created there (zeros), or
+    /// moved there once (state from a checkpoint or from steps on the CPU).
+    #[cfg(feature = "cuda")]
+    pub fn device_entry(
+        &mut self,
+        op: &'static str,
+        name: &str,
+        p: &Tensor<T>,
+        slots: usize,
+    ) -> Result<&mut Entry<T>> {
+        use std::collections::btree_map::Entry as Slot;
+        let dims = p.dims();
+        let e = match self.params.entry(name.to_string()) {
+            Slot::Occupied(o) => o.into_mut(),
+            Slot::Vacant(v) => v.insert(Entry {
+                dims: dims.to_vec(),
+                step: 0,
+                bufs: Vec::new(),
+                device: (0..slots)
+                    .map(|_| crate::backend::cuda::optim::zeros_like(p))
+                    .collect::<Result<_>>()?,
+            }),
+        };
+        if slots == 0 && e.bufs.is_empty() && e.device.is_empty() {
+            e.dims = dims.to_vec();
+        }
+        let count = e.bufs.len().max(e.device.len());
+        if e.dims != dims || count != slots {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "state of parameter `{name}` has shape {:?} and {count} buffers, the \
+                     parameter has shape {dims:?} and needs {slots}",
+                    e.dims
+                ),
+            ));
+        }
+        let device = p.device();
+        if !e.bufs.is_empty() {
+            e.device = e
+                .bufs
+                .drain(..)
+                .map(|b| Tensor::from_vec(b, dims.to_vec())?.to_device(&device))
+                .collect::<Result<_>>()?;
+        }
+        for t in &mut e.device {
+            if t.device() != device {
+                *t = t.to_device(&device)?;
+            }
+        }
+        Ok(e)
+    }
+
     /// `{param}.{slot}` tensors of the parameter's shape and a rank-0 `{param}.step` (exact in
     /// `f32` up to 2²⁴ steps), sorted by name.
     pub fn export(&self, slots: &[&str]) -> Vec<(String, Tensor<T>)> {
@@ -77,6 +145,15 @@ impl<T: Float> State<T> {
             for (slot, buf) in slots.iter().zip(&e.bufs) {
                 let t = Tensor::from_vec(buf.clone(), e.dims.clone())
                     .expect("a buffer always has its parameter's number of elements");
+                out.push((format!("{name}.{slot}"), t));
+            }
+            #[cfg(feature = "cuda")]
+            for (slot, t) in slots.iter().zip(&e.device) {
+                // Checkpoints are written from host memory: a copy there (or, should the copy
+                // fail, the GPU tensor, whose values then read as NaN with the error printed).
+                let t = t
+                    .to_device(&crate::Device::Cpu)
+                    .unwrap_or_else(|_| t.clone());
                 out.push((format!("{name}.{slot}"), t));
             }
         }
@@ -158,6 +235,8 @@ impl<T: Float> State<T> {
                     dims: dims.unwrap_or_default(),
                     step,
                     bufs: data,
+                    #[cfg(feature = "cuda")]
+                    device: Vec::new(),
                 },
             );
         }

@@ -34,6 +34,7 @@ pub trait Float:
     + MulAssign
     + DivAssign
     + Sum
+    + crate::backend::BackendElem
     + sealed::Sealed
     + 'static
 {

@@ -2,11 +2,14 @@
 //! the operation that produced it when gradients are being recorded.
 //!
 //! Data is row-major and contiguous; every op writes a fresh buffer, so a tensor never changes
-//! after it is built. Cloning a tensor is cheap (it shares the buffer).
+//! after it is built. Cloning a tensor is cheap (it shares the buffer). The buffer lives in host
+//! memory or, with the `cuda` feature, on a GPU ([`Storage`]; [`Tensor::to_device`] moves it).
 
+mod device;
 mod dtype;
 mod shape;
 
+pub use device::Device;
 pub use dtype::{DType, Float};
 pub use shape::Shape;
 pub(crate) use shape::StridedIter;
@@ -35,10 +38,38 @@ pub struct Tensor<T: Float = f32> {
     pub(crate) inner: Arc<Inner<T>>,
 }
 
+/// Where a tensor's elements are. The CPU variant is first and the match in [`Tensor::data`]
+/// is the only cost CPU code pays for the GPU's existence.
+pub(crate) enum Storage<T: Float> {
+    Cpu(Arc<Vec<T>>),
+    #[cfg(feature = "cuda")]
+    Cuda(Arc<crate::backend::cuda::Buffer<T>>),
+}
+
+impl<T: Float> Clone for Storage<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Storage::Cpu(v) => Storage::Cpu(Arc::clone(v)),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => Storage::Cuda(Arc::clone(b)),
+        }
+    }
+}
+
+impl<T: Float> Storage<T> {
+    fn device(&self) -> Device {
+        match self {
+            Storage::Cpu(_) => Device::Cpu,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => Device::Cuda(b.device()),
+        }
+    }
+}
+
 pub(crate) struct Inner<T: Float> {
     id: TensorId,
     shape: Shape,
-    data: Arc<Vec<T>>,
+    data: Storage<T>,
     requires_grad: bool,
     /// The op that produced this tensor; present only when gradients were recorded.
     op: Option<Op<T>>,
@@ -55,6 +86,10 @@ impl<T: Float> Clone for Tensor<T> {
 impl<T: Float> Tensor<T> {
     fn build(data: Arc<Vec<T>>, shape: Shape, requires_grad: bool, op: Option<Op<T>>) -> Self {
         debug_assert_eq!(data.len(), shape.numel());
+        Self::build_on(Storage::Cpu(data), shape, requires_grad, op)
+    }
+
+    fn build_on(data: Storage<T>, shape: Shape, requires_grad: bool, op: Option<Op<T>>) -> Self {
         Tensor {
             inner: Arc::new(Inner {
                 id: TensorId::fresh(),
@@ -142,17 +177,44 @@ impl<T: Float> Tensor<T> {
         }
     }
 
+    /// The result of an op computed on a GPU (see [`Tensor::from_op`]).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn from_op_cuda(
+        data: crate::backend::cuda::Buffer<T>,
+        shape: Shape,
+        op: Op<T>,
+    ) -> Self {
+        let record = autograd::is_grad_enabled() && op.inputs().iter().any(|t| t.requires_grad());
+        let data = Storage::Cuda(Arc::new(data));
+        Self::build_on(data, shape, record, record.then_some(op))
+    }
+
+    /// A constant whose data is on a GPU.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn from_cuda(data: crate::backend::cuda::Buffer<T>, shape: Shape) -> Self {
+        Self::build_on(Storage::Cuda(Arc::new(data)), shape, false, None)
+    }
+
+    /// The GPU buffer, when the data is on a GPU.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cuda_buffer(&self) -> Option<&crate::backend::cuda::Buffer<T>> {
+        match &self.inner.data {
+            Storage::Cuda(b) => Some(b),
+            Storage::Cpu(_) => None,
+        }
+    }
+
     /// A result that shares `source`'s buffer under a new shape (reshape, squeeze...).
     pub(crate) fn from_op_shared(source: &Tensor<T>, shape: Shape, op: Op<T>) -> Self {
         let record = autograd::is_grad_enabled() && op.inputs().iter().any(|t| t.requires_grad());
-        let data = Arc::clone(&source.inner.data);
-        Self::build(data, shape, record, record.then_some(op))
+        let data = source.inner.data.clone();
+        Self::build_on(data, shape, record, record.then_some(op))
     }
 
     /// A new leaf that shares this tensor's data and is tracked: gradients flow to it.
     pub fn requires_grad_(self) -> Self {
-        Self::build(
-            Arc::clone(&self.inner.data),
+        Self::build_on(
+            self.inner.data.clone(),
             self.inner.shape.clone(),
             true,
             None,
@@ -161,8 +223,8 @@ impl<T: Float> Tensor<T> {
 
     /// A new constant that shares this tensor's data, cut off from the graph.
     pub fn detach(&self) -> Self {
-        Self::build(
-            Arc::clone(&self.inner.data),
+        Self::build_on(
+            self.inner.data.clone(),
             self.inner.shape.clone(),
             false,
             None,
@@ -182,7 +244,15 @@ impl<T: Float> Tensor<T> {
         self.inner.shape.rank()
     }
     pub fn numel(&self) -> usize {
-        self.inner.data.len()
+        self.inner.shape.numel()
+    }
+    /// Where the data lives.
+    pub fn device(&self) -> Device {
+        self.inner.data.device()
+    }
+    /// True when the data is on a GPU.
+    pub fn is_cuda(&self) -> bool {
+        !matches!(self.inner.data, Storage::Cpu(_))
     }
     pub fn dtype(&self) -> DType {
         T::DTYPE
@@ -190,16 +260,62 @@ impl<T: Float> Tensor<T> {
     pub fn requires_grad(&self) -> bool {
         self.inner.requires_grad
     }
-    /// The row-major data.
+    /// The row-major data, in host memory.
+    ///
+    /// For a tensor on a GPU this is a host copy, made on first use and kept with the buffer
+    /// (the buffer never changes, so the copy never goes stale). It exists so that reading a
+    /// GPU tensor's values never panics; ops never call it on GPU tensors (they dispatch to GPU
+    /// kernels), and [`Tensor::try_to_vec`] reports a failed copy as an `Err`. Should the copy
+    /// fail here, the values read as NaN and the error is printed once to stderr.
     pub fn data(&self) -> &[T] {
-        &self.inner.data
+        match &self.inner.data {
+            Storage::Cpu(v) => v,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => b.host(),
+        }
     }
     pub fn to_vec(&self) -> Vec<T> {
-        self.inner.data.to_vec()
+        self.data().to_vec()
+    }
+    /// The data copied to a host `Vec`, with a failed GPU copy as an `Err`.
+    pub fn try_to_vec(&self) -> Result<Vec<T>> {
+        match &self.inner.data {
+            Storage::Cpu(v) => Ok(v.to_vec()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(b) => b.try_host().map(<[T]>::to_vec),
+        }
     }
     /// The data as `f64`, whatever the element type.
     pub fn to_f64_vec(&self) -> Vec<f64> {
-        self.inner.data.iter().map(|v| v.to_f64()).collect()
+        self.data().iter().map(|v| v.to_f64()).collect()
+    }
+
+    /// This tensor on `device`: the same tensor when it is already there, else a copy.
+    /// Differentiable: the gradient moves back to this tensor's device. A GPU in a build
+    /// without the `cuda` feature, or one that cannot be initialised, is an `Err`.
+    pub fn to_device(&self, device: &Device) -> Result<Self> {
+        let data = match (self.device(), *device) {
+            (from, to) if from == to => self.inner.data.clone(),
+            #[cfg(feature = "cuda")]
+            (_, to) => crate::backend::cuda::move_storage(self, to)?,
+            #[cfg(not(feature = "cuda"))]
+            (_, to) => {
+                to.check()?;
+                unreachable!("without the cuda feature, only the CPU passes Device::check")
+            }
+        };
+        // Always recorded (even as an identity, like a solo all-gather), so that the op table
+        // exercises the op on a machine without a GPU.
+        let op = Op::ToDevice {
+            input: self.clone(),
+        };
+        let record = autograd::is_grad_enabled() && self.requires_grad();
+        Ok(Self::build_on(
+            data,
+            self.shape().clone(),
+            record,
+            record.then_some(op),
+        ))
     }
     /// The single value of a one-element tensor.
     pub fn item(&self) -> Result<T> {
@@ -214,6 +330,7 @@ impl<T: Float> Tensor<T> {
     }
 
     /// The same values in another element type, as a constant (casting is not differentiated).
+    /// The conversion runs on the host: the result of casting a GPU tensor is on the CPU.
     pub fn cast<U: Float>(&self) -> Tensor<U> {
         let data = self
             .data()
@@ -229,9 +346,39 @@ impl<T: Float> Tensor<T> {
 
     /// Mutable access to the buffer when nothing else shares it (no clone, no graph holds it).
     /// Optimisers use this to update parameters in place.
+    /// `None` for a GPU tensor: its buffer is not host memory.
     pub fn data_mut(&mut self) -> Option<&mut [T]> {
         let inner = Arc::get_mut(&mut self.inner)?;
-        Arc::get_mut(&mut inner.data).map(|v| v.as_mut_slice())
+        match &mut inner.data {
+            Storage::Cpu(v) => Arc::get_mut(v).map(|v| v.as_mut_slice()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => None,
+        }
+    }
+
+    /// The GPU buffer for an update in place (optimisers): this tensor's own when nothing else
+    /// shares it, otherwise first replaced by a device copy (keeping the identity, like
+    /// [`Tensor::set_data_from`]). An `Err` for a tensor on the CPU.
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cuda_buffer_mut(&mut self) -> Result<&mut crate::backend::cuda::Buffer<T>> {
+        let unique = match Arc::get_mut(&mut self.inner).map(|i| &mut i.data) {
+            Some(Storage::Cuda(b)) => Arc::get_mut(b).is_some(),
+            _ => false,
+        };
+        if !unique {
+            let copy = crate::backend::cuda::buf(self)?.duplicate()?;
+            let copy = Tensor::from_cuda(copy, self.shape().clone());
+            self.set_data_from(&copy)?;
+            // `copy` goes here, leaving this tensor the buffer's only owner.
+        }
+        let not_unique = || Error::invalid("cuda_buffer_mut", "internal: the buffer is shared");
+        match &mut Arc::get_mut(&mut self.inner).ok_or_else(not_unique)?.data {
+            Storage::Cuda(b) => Arc::get_mut(b).ok_or_else(not_unique),
+            Storage::Cpu(_) => Err(Error::invalid(
+                "cuda_buffer_mut",
+                "internal: a tensor expected on the GPU is on the CPU",
+            )),
+        }
     }
 
     /// Replaces the data with `data` of the same shape, keeping the identity and tracking flag.
@@ -243,10 +390,47 @@ impl<T: Float> Tensor<T> {
                 format!("{} values for shape {:?}", data.len(), self.shape()),
             ));
         }
+        let data = Tensor::from_vec(data, self.shape().clone())?.to_device(&self.device())?;
+        self.set_data_from(&data)
+    }
+
+    /// Moves this tensor's data to `device` in place, keeping its identity and tracking flag
+    /// (and dropping any recorded op): how modules move their parameters.
+    pub fn to_device_in_place(&mut self, device: &Device) -> Result<()> {
+        if self.device() == *device {
+            return Ok(());
+        }
+        let moved = autograd::no_grad(|| self.detach().to_device(device))?;
         let inner = Inner {
             id: self.inner.id,
             shape: self.inner.shape.clone(),
-            data: Arc::new(data),
+            data: moved.inner.data.clone(),
+            requires_grad: self.inner.requires_grad,
+            op: None,
+        };
+        self.inner = Arc::new(inner);
+        Ok(())
+    }
+
+    /// Replaces the data with `source`'s (same shape and device), keeping this tensor's
+    /// identity and tracking flag. Optimisers use it to update parameters that live on a GPU.
+    pub fn set_data_from(&mut self, source: &Tensor<T>) -> Result<()> {
+        if source.shape() != self.shape() || source.device() != self.device() {
+            return Err(Error::invalid(
+                "set_data_from",
+                format!(
+                    "source {:?} on {} for a tensor {:?} on {}",
+                    source.shape(),
+                    source.device(),
+                    self.shape(),
+                    self.device()
+                ),
+            ));
+        }
+        let inner = Inner {
+            id: self.inner.id,
+            shape: self.inner.shape.clone(),
+            data: source.inner.data.clone(),
             requires_grad: self.inner.requires_grad,
             op: None,
         };
@@ -266,9 +450,13 @@ impl<T: Float> fmt::Debug for Tensor<T> {
         let shown: Vec<_> = data.iter().take(8).collect();
         write!(
             f,
-            "Tensor<{:?}>{:?}{} {:?}{}",
+            "Tensor<{:?}>{:?}{}{} {:?}{}",
             T::DTYPE,
             self.shape(),
+            match self.device() {
+                Device::Cpu => String::new(),
+                d => format!(" {d}"),
+            },
             if self.requires_grad() { " grad" } else { "" },
             shown,
             if data.len() > 8 { " …" } else { "" }

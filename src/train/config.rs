@@ -204,6 +204,11 @@ const SCHEMA: &[(&str, &str, &str)] = &[
     ("train.seed", "0", "seed of every random draw"),
     ("train.threads", "0", "worker threads (0: all cores)"),
     ("train.checkpoint_every", "1", "epochs between checkpoints"),
+    (
+        "train.device",
+        "\"cpu\"",
+        "cpu, cuda or cuda:N (GPU builds: --features cuda)",
+    ),
     ("eval.knn_k", "20", "neighbours for the kNN evaluation"),
     ("eval.probe", "true", "linear probe at the end of training"),
 ];
@@ -344,9 +349,18 @@ impl Config {
 
     /// The canonical TOML text: every key, sorted, grouped into tables by their prefix.
     pub fn to_toml(&self) -> String {
+        self.toml_without(None)
+    }
+
+    /// The canonical text, leaving out `skip` when given.
+    fn toml_without(&self, skip: Option<&str>) -> String {
         let mut out = String::new();
         let mut table = String::new();
-        for (key, value) in &self.entries {
+        for (key, value) in self
+            .entries
+            .iter()
+            .filter(|(k, _)| Some(k.as_str()) != skip)
+        {
             let (prefix, leaf) = key.rsplit_once('.').unwrap_or(("", key));
             if prefix != table {
                 if !out.is_empty() {
@@ -361,9 +375,11 @@ impl Config {
     }
 
     /// A stable 16-hex-digit id of the resolved configuration (FNV-1a of the canonical text).
+    /// `train.device` is left out: where a run computes does not make it another run (a CPU
+    /// run resumes on a GPU), and ids stay those of configurations written before the key.
     pub fn id(&self) -> String {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in self.to_toml().bytes() {
+        for b in self.toml_without(Some("train.device")).bytes() {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }

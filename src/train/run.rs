@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::losses::{Loss, LossInputs};
 use crate::nn::{EncoderHead, Mode, Module};
 use crate::optim::clip_grad_norm;
+use crate::tensor::Device;
 use crate::tensor::Tensor;
 use std::fs::OpenOptions;
 use std::io::{IsTerminal, Write};
@@ -150,6 +151,10 @@ fn train_inner(
         // A fresh run: start the metrics log anew.
         std::fs::write(&metrics_path, b"").map_err(|e| io_error(&metrics_path, e))?;
     }
+    // The model moves after any checkpoint was loaded into it; the batches move as they come.
+    let device: Device = config.str("train.device")?.parse()?;
+    device.check()?;
+    model.to_device(&device)?;
     dp.check_start(&config.id(), position.global_step, &model)?;
     let mut metrics = if root {
         report::write_file(&dir.join("config.toml"), &config.to_toml())?;
@@ -193,6 +198,7 @@ fn train_inner(
             optimizer.set_lr(lr);
             let b = batch.batch_size();
             let local = dp.local_views(&batch.views, views)?; // this rank's share, view-major
+            let local = local.to_device(&device)?;
             let z = model.forward(&local, Mode::Train)?; // (V·B/K, p)
             let features = dp.global_features(&z, views)?; // (B, V, p), every rank's share
             if !features.all_finite() {
@@ -337,6 +343,8 @@ fn train_inner(
         )?;
     }
     write_loss_plot(dir, &metrics_path)?;
+    // Evaluation (embedding, probe, kNN) runs on the CPU.
+    model.to_device(&Device::Cpu)?;
     let evaluation = report::evaluate(&mut model, &splits, config)?;
     evaluation.write(dir)?;
     Ok(RunOutcome {
