@@ -35,6 +35,62 @@ impl<T: Float> RunningStats<T> {
     }
 }
 
+/// Training needs two or more values per channel (one gives a zero variance and no unbiased one).
+pub(crate) fn check_training_count<T: Float>(count: usize, x: &Tensor<T>) -> Result<()> {
+    if count < 2 {
+        return Err(Error::invalid(
+            "batch_norm",
+            format!(
+                "training needs more than one value per channel, got shape {:?}",
+                x.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Training-mode statistics, shared by the CPU and GPU paths: folds the batch's `mean` and
+/// biased `var` (over `count` values a channel) into `running` (its variance unbiased, as in
+/// PyTorch) and returns `(mean, 1/√(var + eps))`, the latter written as the composed form wrote
+/// it (`powf(-0.5)`).
+pub(crate) fn batch_statistics<T: Float>(
+    mean: Vec<T>,
+    var: &[T],
+    count: usize,
+    running: Option<&mut RunningStats<T>>,
+    eps: f64,
+) -> (Vec<T>, Vec<T>) {
+    if let Some(r) = running {
+        let m = T::from_f64(r.momentum);
+        let unbias = T::from_f64(count as f64 / (count - 1) as f64);
+        for ch in 0..mean.len() {
+            r.mean[ch] = (T::ONE - m) * r.mean[ch] + m * mean[ch];
+            r.var[ch] = (T::ONE - m) * r.var[ch] + m * var[ch] * unbias;
+        }
+    }
+    let eps = T::from_f64(eps);
+    let inv_std = var
+        .iter()
+        .map(|&v| (v + eps).powf(T::from_f64(-0.5)))
+        .collect();
+    (mean, inv_std)
+}
+
+/// Evaluation-mode statistics: the running mean and 1/√(running var + eps).
+pub(crate) fn running_statistics<T: Float>(
+    running: Option<&mut RunningStats<T>>,
+    eps: f64,
+) -> Result<(Vec<T>, Vec<T>)> {
+    let r = running
+        .ok_or_else(|| Error::invalid("batch_norm", "evaluation mode needs running statistics"))?;
+    let inv_std = r
+        .var
+        .iter()
+        .map(|&v| T::ONE / (v + T::from_f64(eps)).sqrt())
+        .collect();
+    Ok((r.mean.clone(), inv_std))
+}
+
 /// Batch-norm options: `eps` is added to the variance under the square root.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BatchNormMode {
@@ -109,41 +165,11 @@ impl<T: Float> Tensor<T> {
         let l = self.numel() / (n * c).max(1);
         let count = n * l;
         let (mean, inv_std) = if mode.training {
-            if count < 2 {
-                return Err(Error::invalid(
-                    "batch_norm",
-                    format!(
-                        "training needs more than one value per channel, got shape {:?}",
-                        self.shape()
-                    ),
-                ));
-            }
+            check_training_count(count, self)?;
             let (mean, var) = channel_stats(self.data(), c, l);
-            if let Some(r) = running {
-                let m = T::from_f64(r.momentum);
-                let unbias = T::from_f64(count as f64 / (count - 1) as f64);
-                for ch in 0..c {
-                    r.mean[ch] = (T::ONE - m) * r.mean[ch] + m * mean[ch];
-                    r.var[ch] = (T::ONE - m) * r.var[ch] + m * var[ch] * unbias;
-                }
-            }
-            // 1/√(σ² + eps), written as the composed form wrote it (`powf(-0.5)`).
-            let eps = T::from_f64(mode.eps);
-            let inv_std: Vec<T> = var
-                .iter()
-                .map(|&v| (v + eps).powf(T::from_f64(-0.5)))
-                .collect();
-            (mean, inv_std)
+            batch_statistics(mean, &var, count, running, mode.eps)
         } else {
-            let r = running.ok_or_else(|| {
-                Error::invalid("batch_norm", "evaluation mode needs running statistics")
-            })?;
-            let inv_std = r
-                .var
-                .iter()
-                .map(|&v| T::ONE / (v + T::from_f64(mode.eps)).sqrt())
-                .collect();
-            (r.mean.clone(), inv_std)
+            running_statistics(running, mode.eps)?
         };
         // Absent γ and β are constants (no gradient), so the op always has three inputs.
         let gamma = gamma.cloned().unwrap_or_else(|| Tensor::ones([c]));

@@ -2,9 +2,12 @@
 
 use crate::autograd::Op;
 use crate::backend::cuda::{buf, grid, launch, per_row};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::ops::binary::BinaryOp;
-use crate::ops::norm::{BatchNormMode, BatchNormSaved, RunningStats};
+use crate::ops::norm::{
+    BatchNormMode, BatchNormSaved, RunningStats, batch_statistics, check_training_count,
+    running_statistics,
+};
 use crate::tensor::{Float, Shape, Tensor};
 
 /// The fused batch norm (see `Tensor::batch_norm`). Per-channel values (statistics, scale)
@@ -20,15 +23,7 @@ pub(crate) fn batch_norm<T: Float>(
     let l = x.numel() / (n * c).max(1);
     let gpu = buf(x)?.gpu().clone();
     let (mean, inv_std) = if mode.training {
-        if n * l < 2 {
-            return Err(Error::invalid(
-                "batch_norm",
-                format!(
-                    "training needs more than one value per channel, got shape {:?}",
-                    x.shape()
-                ),
-            ));
-        }
+        check_training_count(n * l, x)?;
         let mut mean = gpu.zeros::<T>(c)?;
         let mut var = gpu.zeros::<T>(c)?;
         let (n64, c64, l64) = (n as i64, c as i64, l as i64);
@@ -46,30 +41,9 @@ pub(crate) fn batch_norm<T: Float>(
         )?;
         let mean = mean.download()?[..c].to_vec();
         let var = var.download()?[..c].to_vec();
-        if let Some(r) = running {
-            let m = T::from_f64(r.momentum);
-            let unbias = T::from_f64((n * l) as f64 / (n * l - 1) as f64);
-            for ch in 0..c {
-                r.mean[ch] = (T::ONE - m) * r.mean[ch] + m * mean[ch];
-                r.var[ch] = (T::ONE - m) * r.var[ch] + m * var[ch] * unbias;
-            }
-        }
-        let eps = T::from_f64(mode.eps);
-        let inv_std: Vec<T> = var
-            .iter()
-            .map(|&v| (v + eps).powf(T::from_f64(-0.5)))
-            .collect();
-        (mean, inv_std)
+        batch_statistics(mean, &var, n * l, running, mode.eps)
     } else {
-        let r = running.ok_or_else(|| {
-            Error::invalid("batch_norm", "evaluation mode needs running statistics")
-        })?;
-        let inv_std = r
-            .var
-            .iter()
-            .map(|&v| T::ONE / (v + T::from_f64(mode.eps)).sqrt())
-            .collect();
-        (r.mean.clone(), inv_std)
+        running_statistics(running, mode.eps)?
     };
     let dev = crate::Device::Cuda(gpu.ordinal());
     let gamma = match gamma {
