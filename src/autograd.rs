@@ -466,7 +466,7 @@ impl<T: Float> Op<T> {
                 saved,
             } => {
                 let (gi, gg, gb) =
-                    norm::batch_norm_backward(input, gamma, saved, grad, needs(input))?;
+                    norm::batch_norm_backward(input, gamma, beta, saved, grad, needs(input))?;
                 vec![gi, needs(gamma).then_some(gg), needs(beta).then_some(gb)]
             }
             Op::Linear {

@@ -124,6 +124,42 @@ fn cnn_step_encoder_is_expressed_exactly() -> Result<()> {
     Ok(())
 }
 
+/// `Sequential` lets batch norm apply the ReLU after it (one fused op, no `relu` node in the
+/// graph); the result and every gradient are those of running the layers one by one.
+#[test]
+fn sequential_fuses_batch_norm_and_relu_without_changing_results() -> Result<()> {
+    for mode in [Mode::Train, Mode::Eval] {
+        let mut fused = ConvEncoder::simple::<f64>(&[4, 6], 2, &mut rng(3))?;
+        let mut plain = ConvEncoder::simple::<f64>(&[4, 6], 2, &mut rng(3))?;
+        let x = Tensor::<f64>::randn([3, 2, 6, 6], &mut rng(4)).requires_grad_();
+        let y1 = fused.forward(&x, mode)?;
+        let mut y2 = x.clone();
+        for layer in plain.layers_mut() {
+            y2 = layer.forward(&y2, mode)?;
+        }
+        assert_eq!(y1.data(), y2.data(), "{mode:?}");
+        let names = y1.graph_op_names();
+        assert!(
+            !names.contains("relu") && names.contains("batch_norm"),
+            "{names:?}"
+        );
+        assert!(y2.graph_op_names().contains("relu"));
+        let (g1, g2) = (y1.sum_all()?.backward()?, y2.sum_all()?.backward()?);
+        assert_eq!(g1.get(&x).unwrap().data(), g2.get(&x).unwrap().data());
+        for ((n, p), (_, q)) in fused
+            .named_parameters()
+            .iter()
+            .zip(plain.named_parameters())
+        {
+            assert_eq!(g1.get(p).unwrap().data(), g2.get(&q).unwrap().data(), "{n}");
+        }
+        for ((n, a), (_, b)) in fused.named_buffers().iter().zip(plain.named_buffers()) {
+            assert_eq!(a.data(), b.data(), "{n}");
+        }
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Gradients (f64, finite differences)
 // ---------------------------------------------------------------------------------------------

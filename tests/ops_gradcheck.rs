@@ -272,6 +272,58 @@ fn bn_gen(rng: &mut StdRng) -> Vec<Tensor<f64>> {
         tensor(rng, &[c], Domain::Any),
     ]
 }
+/// Running statistics of the `batch_norm*_eval` rows: channel `i` has mean 0.1·i, variance
+/// 0.5 + i.
+fn eval_stats<T: contrastive::Float>(c: usize) -> RunningStats<T> {
+    let mut stats = RunningStats::new(c);
+    for (i, (m, v)) in stats.mean.iter_mut().zip(stats.var.iter_mut()).enumerate() {
+        *m = T::from_f64(0.1 * i as f64);
+        *v = T::from_f64(0.5 + i as f64);
+    }
+    stats
+}
+
+/// Batch-norm inputs whose outputs all lie at least 0.02 from zero, so a fused ReLU has no kink
+/// within the finite-difference step: β is redrawn per channel until it is so (`training`
+/// chooses which statistics normalise: the batch's or [`eval_stats`]).
+fn bn_relu_inputs(rng: &mut StdRng, training: bool) -> Vec<Tensor<f64>> {
+    let mut inputs = bn_gen(rng);
+    let c = inputs[1].numel();
+    let x = inputs[0].to_f64_vec();
+    let per = x.len() / c;
+    let l = per / inputs[0].dims()[0];
+    let gamma = inputs[1].to_f64_vec();
+    let mut beta = inputs[2].to_f64_vec();
+    let stats = eval_stats::<f64>(c);
+    for ch in 0..c {
+        let vals: Vec<f64> = (0..x.len())
+            .filter(|i| (i / l) % c == ch)
+            .map(|i| x[i])
+            .collect();
+        let (mean, var) = if training {
+            let m = vals.iter().sum::<f64>() / per as f64;
+            (
+                m,
+                vals.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / per as f64,
+            )
+        } else {
+            (stats.mean[ch], stats.var[ch])
+        };
+        let k = gamma[ch] / (var + 1e-5).sqrt();
+        let near_kink = |b: f64| vals.iter().any(|v| (k * (v - mean) + b).abs() < 0.02);
+        while near_kink(beta[ch]) {
+            beta[ch] = rng.random_range(-2.0..2.0);
+        }
+    }
+    inputs[2] = Tensor::from_vec(beta, [c]).unwrap();
+    inputs
+}
+fn bn_relu_train_gen(rng: &mut StdRng) -> Vec<Tensor<f64>> {
+    bn_relu_inputs(rng, true)
+}
+fn bn_relu_eval_gen(rng: &mut StdRng) -> Vec<Tensor<f64>> {
+    bn_relu_inputs(rng, false)
+}
 fn similarity_gen(rng: &mut StdRng) -> Vec<Tensor<f64>> {
     let (m, n, d) = (
         rng.random_range(1..=4),
@@ -448,17 +500,28 @@ fn table() -> Vec<Case> {
             x[0].batch_norm(Some(&x[1]), Some(&x[2]), Some(&mut stats), mode)
         }),
         case!("batch_norm_eval", bn_gen, |x| {
-            let c = x[1].numel();
-            let mut stats = RunningStats::new(c);
-            for (i, (m, v)) in stats.mean.iter_mut().zip(stats.var.iter_mut()).enumerate() {
-                *m = contrastive::Float::from_f64(0.1 * i as f64);
-                *v = contrastive::Float::from_f64(0.5 + i as f64);
-            }
+            let mut stats = eval_stats(x[1].numel());
             let mode = BatchNormMode {
                 training: false,
                 eps: 1e-5,
             };
             x[0].batch_norm(Some(&x[1]), Some(&x[2]), Some(&mut stats), mode)
+        }),
+        case!("batch_norm_relu_train", bn_relu_train_gen, |x| {
+            let mut stats = RunningStats::new(x[1].numel());
+            let mode = BatchNormMode {
+                training: true,
+                eps: 1e-5,
+            };
+            x[0].batch_norm_relu(Some(&x[1]), Some(&x[2]), Some(&mut stats), mode)
+        }),
+        case!("batch_norm_relu_eval", bn_relu_eval_gen, |x| {
+            let mut stats = eval_stats(x[1].numel());
+            let mode = BatchNormMode {
+                training: false,
+                eps: 1e-5,
+            };
+            x[0].batch_norm_relu(Some(&x[1]), Some(&x[2]), Some(&mut stats), mode)
         }),
         case!("similarity_lse", similarity_gen, |x| {
             x[0].similarity_logsumexp_with(
@@ -658,6 +721,8 @@ op_tests!(
     global_avg_pool2d,
     batch_norm_train,
     batch_norm_eval,
+    batch_norm_relu_train,
+    batch_norm_relu_eval,
     similarity_lse,
     similarity_lse_stream_diagonal,
     similarity_lse_same_label,

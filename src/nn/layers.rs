@@ -52,6 +52,10 @@ impl<T: Float> Module<T> for Relu {
     fn forward(&mut self, x: &Tensor<T>, _mode: Mode) -> Result<Tensor<T>> {
         Ok(x.relu())
     }
+
+    fn is_relu(&self) -> bool {
+        true
+    }
 }
 
 impl<T: Float> Module<T> for Gelu {

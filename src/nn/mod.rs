@@ -114,6 +114,19 @@ pub trait Module<T: Float>: fmt::Debug + Send {
     ) {
     }
 
+    /// Whether this layer is a plain ReLU, which the layer before it may apply in its own pass
+    /// ([`forward_relu`](Module::forward_relu)).
+    fn is_relu(&self) -> bool {
+        false
+    }
+
+    /// `relu(forward(x))` computed in one pass, for layers that can (batch norm: the fused
+    /// [`Tensor::batch_norm_relu`]); `None` for the others. [`Sequential`] calls it for a layer
+    /// followed by a ReLU: the same values and gradients, one pass over the activations less.
+    fn forward_relu(&mut self, _x: &Tensor<T>, _mode: Mode) -> Option<Result<Tensor<T>>> {
+        None
+    }
+
     /// Moves every parameter and buffer to `device`, keeping each tensor's identity (so
     /// optimiser state and gradients stay keyed to it). Optimisers then update the parameters
     /// where they are.
@@ -177,6 +190,12 @@ pub trait Module<T: Float>: fmt::Debug + Send {
 impl<T: Float, M: Module<T> + ?Sized> Module<T> for Box<M> {
     fn forward(&mut self, x: &Tensor<T>, mode: Mode) -> Result<Tensor<T>> {
         (**self).forward(x, mode)
+    }
+    fn is_relu(&self) -> bool {
+        (**self).is_relu()
+    }
+    fn forward_relu(&mut self, x: &Tensor<T>, mode: Mode) -> Option<Result<Tensor<T>>> {
+        (**self).forward_relu(x, mode)
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor<T>)) {
         (**self).visit_parameters(prefix, f)

@@ -32,6 +32,10 @@ impl<T: Float> Module<T> for Activation {
             Activation::LeakyRelu(slope) => x.leaky_relu(slope),
         })
     }
+
+    fn is_relu(&self) -> bool {
+        *self == Activation::Relu
+    }
 }
 
 /// Builder of multi-layer perceptrons.
@@ -233,7 +237,7 @@ impl<T: Float> ResidualBlock<T> {
 impl<T: Float> Module<T> for ResidualBlock<T> {
     fn forward(&mut self, x: &Tensor<T>, mode: Mode) -> Result<Tensor<T>> {
         let h = self.conv1.forward(x, mode)?;
-        let h = self.bn1.forward(&h, mode)?.relu();
+        let h = self.bn1.forward_with_relu(&h, mode, true)?;
         let h = self.conv2.forward(&h, mode)?;
         let h = self.bn2.forward(&h, mode)?;
         let shortcut = match &mut self.downsample {

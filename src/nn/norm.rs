@@ -63,8 +63,14 @@ impl<T: Float> BatchNorm<T> {
     }
 }
 
-impl<T: Float> Module<T> for BatchNorm<T> {
-    fn forward(&mut self, x: &Tensor<T>, mode: Mode) -> Result<Tensor<T>> {
+impl<T: Float> BatchNorm<T> {
+    /// The forward pass, followed by a ReLU in the same op when `relu` is set.
+    pub(crate) fn forward_with_relu(
+        &mut self,
+        x: &Tensor<T>,
+        mode: Mode,
+        relu: bool,
+    ) -> Result<Tensor<T>> {
         let rank_ok = if self.spatial {
             x.rank() == 4
         } else {
@@ -90,7 +96,13 @@ impl<T: Float> Module<T> for BatchNorm<T> {
             var: self.running_var.to_vec(),
             momentum: self.momentum,
         };
-        let y = x.batch_norm(
+        let batch_norm = if relu {
+            Tensor::batch_norm_relu
+        } else {
+            Tensor::batch_norm
+        };
+        let y = batch_norm(
+            x,
             Some(&self.weight),
             Some(&self.bias),
             Some(&mut running),
@@ -106,6 +118,16 @@ impl<T: Float> Module<T> for BatchNorm<T> {
             self.num_batches_tracked.set_data(vec![seen])?;
         }
         Ok(y)
+    }
+}
+
+impl<T: Float> Module<T> for BatchNorm<T> {
+    fn forward(&mut self, x: &Tensor<T>, mode: Mode) -> Result<Tensor<T>> {
+        self.forward_with_relu(x, mode, false)
+    }
+
+    fn forward_relu(&mut self, x: &Tensor<T>, mode: Mode) -> Option<Result<Tensor<T>>> {
+        Some(self.forward_with_relu(x, mode, true))
     }
 
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor<T>)) {

@@ -54,10 +54,20 @@ impl<T: Float> Sequential<T> {
 }
 
 impl<T: Float> Module<T> for Sequential<T> {
+    /// The layers in order; a layer followed by a ReLU applies it itself when it can
+    /// ([`Module::forward_relu`]), and the ReLU is then skipped.
     fn forward(&mut self, x: &Tensor<T>, mode: Mode) -> Result<Tensor<T>> {
         let mut h = x.clone();
-        for layer in &mut self.layers {
-            h = layer.forward(&h, mode)?;
+        let mut i = 0;
+        while i < self.layers.len() {
+            let relu_next = self.layers.get(i + 1).is_some_and(|l| l.is_relu());
+            if relu_next && let Some(fused) = self.layers[i].forward_relu(&h, mode) {
+                h = fused?;
+                i += 2;
+            } else {
+                h = self.layers[i].forward(&h, mode)?;
+                i += 1;
+            }
         }
         Ok(h)
     }

@@ -123,6 +123,32 @@ impl<T: Float> Tensor<T> {
         running: Option<&mut RunningStats<T>>,
         mode: BatchNormMode,
     ) -> Result<Self> {
+        self.batch_norm_then(gamma, beta, running, mode, false)
+    }
+
+    /// `relu(batch_norm(…))` as one op: the same values and gradients as the composition, in
+    /// one pass over the activations instead of three (a ReLU's forward and backward each read
+    /// and write the whole tensor; in `cnn_step` they were an eighth of the step). The backward
+    /// recomputes the normalised value to find where the ReLU passed the gradient, exactly as
+    /// the forward computed it, so the mask is the forward's bit for bit.
+    pub fn batch_norm_relu(
+        &self,
+        gamma: Option<&Tensor<T>>,
+        beta: Option<&Tensor<T>>,
+        running: Option<&mut RunningStats<T>>,
+        mode: BatchNormMode,
+    ) -> Result<Self> {
+        self.batch_norm_then(gamma, beta, running, mode, true)
+    }
+
+    fn batch_norm_then(
+        &self,
+        gamma: Option<&Tensor<T>>,
+        beta: Option<&Tensor<T>>,
+        running: Option<&mut RunningStats<T>>,
+        mode: BatchNormMode,
+        relu: bool,
+    ) -> Result<Self> {
         if !(2..=4).contains(&self.rank()) {
             return Err(Error::BadRank {
                 op: "batch_norm",
@@ -158,7 +184,11 @@ impl<T: Float> Tensor<T> {
                 .into_iter()
                 .flatten()
                 .collect::<Vec<_>>(),
-            |_dev| crate::backend::cuda::nn::batch_norm(self, gamma, beta, running, mode)
+            |_dev| {
+                // The GPU composes the ReLU: its kernels are not memory-bound the same way.
+                let y = crate::backend::cuda::nn::batch_norm(self, gamma, beta, running, mode)?;
+                Ok(if relu { y.relu() } else { y })
+            }
         );
         let dims = self.dims().to_vec();
         let n = dims[0];
@@ -174,16 +204,15 @@ impl<T: Float> Tensor<T> {
         // Absent γ and β are constants (no gradient), so the op always has three inputs.
         let gamma = gamma.cloned().unwrap_or_else(|| Tensor::ones([c]));
         let beta = beta.cloned().unwrap_or_else(|| Tensor::zeros([c]));
-        let scale: Vec<T> = inv_std
-            .iter()
-            .zip(gamma.data())
-            .map(|(&s, &g)| s * g)
-            .collect();
+        let scale = scale(&inv_std, gamma.data());
         let (b, m) = (beta.data(), &mean);
         let out = map_rows(self.data(), None, l, |row| {
             let ch = row % c;
             let (m, s, b) = (m[ch], scale[ch], b[ch]);
-            move |v: T, _| (v - m) * s + b
+            move |v: T, _| {
+                let y = normalised(v, m, s, b);
+                if relu { relu_of(y) } else { y }
+            }
         });
         let saved = BatchNormSaved {
             mean,
@@ -191,6 +220,7 @@ impl<T: Float> Tensor<T> {
             channels: c,
             inner: l,
             training: mode.training,
+            relu,
         };
         Ok(Tensor::from_op(
             out,
@@ -214,6 +244,26 @@ pub(crate) struct BatchNormSaved<T: Float> {
     /// L: the length of each contiguous run of one channel in the `(N, C, L)` view.
     pub(crate) inner: usize,
     pub(crate) training: bool,
+    /// A ReLU follows in the same op ([`Tensor::batch_norm_relu`]; CPU only).
+    pub(crate) relu: bool,
+}
+
+/// Per-channel γ/√(σ² + eps), computed the same way by the forward and the backward.
+fn scale<T: Float>(inv_std: &[T], gamma: &[T]) -> Vec<T> {
+    inv_std.iter().zip(gamma).map(|(&s, &g)| s * g).collect()
+}
+
+/// The batch-norm output of one value. One function for the forward and the backward's ReLU
+/// mask, so both round identically.
+#[inline(always)]
+fn normalised<T: Float>(v: T, mean: T, scale: T, beta: T) -> T {
+    (v - mean) * scale + beta
+}
+
+/// `max(y, 0)` as the ReLU op computes it (`y > 0 ? y : 0`).
+#[inline(always)]
+fn relu_of<T: Float>(y: T) -> T {
+    if y > T::ZERO { y } else { T::ZERO }
 }
 
 /// `(dx, dγ, dβ)`; `dx` is `None` when the input needs no gradient.
@@ -222,9 +272,11 @@ pub(crate) type BatchNormGrads<T> = (Option<Tensor<T>>, Tensor<T>, Tensor<T>);
 /// Gradients of the fused batch norm with respect to `(input, γ, β)`. With `x̂ = (x − μ)·s`,
 /// `s = 1/√(σ² + eps)` and M values per channel: `dβ = Σ dy`, `dγ = Σ dy·x̂`, and in training
 /// (μ, σ² depend on x) `dx = γ·s·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)`; in evaluation `dx = γ·s·dy`.
+/// With a fused ReLU, `dy` is first zeroed wherever the batch-norm output was not positive.
 pub(crate) fn batch_norm_backward<T: Float>(
     input: &Tensor<T>,
     gamma: &Tensor<T>,
+    beta: &Tensor<T>,
     saved: &BatchNormSaved<T>,
     grad: &Tensor<T>,
     need_input: bool,
@@ -235,16 +287,25 @@ pub(crate) fn batch_norm_backward<T: Float>(
         channels: c,
         inner: l,
         training,
+        relu,
     } = saved;
-    let (c, l) = (*c, *l);
+    let (c, l, relu) = (*c, *l, *relu);
     let (x, dy) = (input.data(), grad.data());
+    let (g, b) = (gamma.data(), beta.data());
+    let scale = scale(inv_std, g);
+    // Whether the ReLU (if any) let the gradient at `v` of channel `ch` through.
+    let open = |ch: usize| {
+        let (m, s, b) = (mean[ch], scale[ch], b[ch]);
+        move |v: T| !relu || normalised(v, m, s, b) > T::ZERO
+    };
     // Per channel: Σ dy and Σ dy·(x − μ), each in a fixed order (rows n = 0, 1, ...).
     let sums: Vec<(T, T)> = (0..c)
         .into_par_iter()
         .with_min_len(channel_min_len(x.len(), c))
         .map(|ch| {
+            let open = open(ch);
             rows_of(x.len(), c, l, ch).fold((T::ZERO, T::ZERO), |(a, b), r| {
-                let (s, sc) = sum_and_centred_dot(&dy[r.clone()], &x[r], mean[ch]);
+                let (s, sc) = sum_and_centred_dot(&dy[r.clone()], &x[r], mean[ch], &open);
                 (a + s, b + sc)
             })
         })
@@ -252,22 +313,22 @@ pub(crate) fn batch_norm_backward<T: Float>(
     let dbeta: Vec<T> = sums.iter().map(|p| p.0).collect();
     let dgamma: Vec<T> = sums.iter().zip(inv_std).map(|(p, &s)| p.1 * s).collect();
     let dx = need_input.then(|| {
-        let g = gamma.data();
         let per_channel = (x.len() / (c * l).max(1) * l).max(1);
         let inv_m = T::ONE / T::from_usize(per_channel);
-        if *training {
-            map_rows(x, Some(dy), l, |row| {
-                let ch = row % c;
-                let (m, s) = (mean[ch], inv_std[ch]);
-                let (k, c1, c2) = (g[ch] * s, dbeta[ch] * inv_m, dgamma[ch] * inv_m * s);
-                move |v: T, d: T| k * (d - c1 - (v - m) * c2)
-            })
-        } else {
-            map_rows(dy, None, l, |row| {
-                let k = g[row % c] * inv_std[row % c];
-                move |d: T, _| k * d
-            })
-        }
+        let training = *training;
+        map_rows(x, Some(dy), l, |row| {
+            let ch = row % c;
+            let (m, s, open) = (mean[ch], inv_std[ch], open(ch));
+            let (k, c1, c2) = (g[ch] * s, dbeta[ch] * inv_m, dgamma[ch] * inv_m * s);
+            move |v: T, d: T| {
+                let d = if open(v) { d } else { T::ZERO };
+                if training {
+                    k * (d - c1 - (v - m) * c2)
+                } else {
+                    k * d
+                }
+            }
+        })
     });
     Ok((
         dx.map(|d| Tensor::from_vec(d, input.shape().clone()))
@@ -492,5 +553,60 @@ mod tests {
             let y2 = composed(&x, None, None, Some(&mut s2.clone()), mode).unwrap();
             assert!(max_diff(&y1, &y2) < tol);
         }
+    }
+    /// The fused ReLU changes nothing but the number of passes: values and gradients equal
+    /// `batch_norm(…).relu()` bit for bit (same expressions, same summation order), in training
+    /// and evaluation, f32 and f64, including exact zeros of the batch-norm output (β chosen so
+    /// that some outputs are exactly 0, where the ReLU's sub-gradient is 0).
+    fn fused_relu_is_bitwise_the_composition<T: Float>() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for (dims, training) in [
+            (vec![4, 3, 5, 6], true),
+            (vec![4, 3, 5, 6], false),
+            (vec![9, 5], true),
+            (vec![2, 2, 7], false),
+        ] {
+            let c = dims[1];
+            let x = Tensor::<T>::randn(dims.clone(), &mut rng).requires_grad_();
+            let g = Tensor::<T>::randn([c], &mut rng).requires_grad_();
+            let mut beta = Tensor::<T>::randn([c], &mut rng).to_vec();
+            let w = Tensor::<T>::randn(dims.clone(), &mut rng);
+            let mode = BatchNormMode {
+                training,
+                eps: 1e-5,
+            };
+            // Eval: channel 0's running mean is its first value and β is 0, so y = 0 there.
+            let mut stats = RunningStats::<T>::new(c);
+            stats.mean[0] = x.data()[0];
+            beta[0] = T::ZERO;
+            let b = Tensor::from_vec(beta, [c]).unwrap().requires_grad_();
+            let mut s2 = stats.clone();
+            let fused = x
+                .batch_norm_relu(Some(&g), Some(&b), Some(&mut stats), mode)
+                .unwrap();
+            let composed = x
+                .batch_norm(Some(&g), Some(&b), Some(&mut s2), mode)
+                .unwrap()
+                .relu();
+            assert_eq!(fused.data(), composed.data(), "{dims:?} {training}");
+            assert_eq!(stats, s2);
+            assert!(fused.data().contains(&T::ZERO));
+            let l1 = fused.mul(&w).unwrap().sum_all().unwrap();
+            let l2 = composed.mul(&w).unwrap().sum_all().unwrap();
+            let (g1, g2) = (l1.backward().unwrap(), l2.backward().unwrap());
+            for t in [&x, &g, &b] {
+                assert_eq!(
+                    g1.get(t).unwrap().data(),
+                    g2.get(t).unwrap().data(),
+                    "{dims:?} {training}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn fused_relu_is_bitwise_the_composition_f32_f64() {
+        fused_relu_is_bitwise_the_composition::<f32>();
+        fused_relu_is_bitwise_the_composition::<f64>();
     }
 }

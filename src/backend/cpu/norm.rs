@@ -34,24 +34,33 @@ fn centred_square_sum_body<T: Float>(x: &[T], m: T) -> T {
 dispatch!(pub fn centred_square_sum<T: Float>(x: &[T], m: T) -> T => centred_square_sum_body);
 
 #[inline(always)]
-fn sum_and_centred_dot_body<T: Float>(dy: &[T], x: &[T], m: T) -> (T, T) {
+fn sum_and_centred_dot_body<T: Float, G: Fn(T) -> bool>(
+    dy: &[T],
+    x: &[T],
+    m: T,
+    open: &G,
+) -> (T, T) {
     let mut s = [T::ZERO; LANES];
     let mut p = [T::ZERO; LANES];
     let (dc, xc) = (dy.chunks_exact(LANES), x.chunks_exact(LANES));
     let (mut ts, mut tp) = (T::ZERO, T::ZERO);
     for (&d, &v) in dc.remainder().iter().zip(xc.remainder()) {
+        let d = if open(v) { d } else { T::ZERO };
         ts += d;
         tp += d * (v - m);
     }
     for (d, v) in dc.zip(xc) {
         for j in 0..LANES {
-            s[j] += d[j];
-            p[j] += d[j] * (v[j] - m);
+            let dj = if open(v[j]) { d[j] } else { T::ZERO };
+            s[j] += dj;
+            p[j] += dj * (v[j] - m);
         }
     }
     (fold(s) + ts, fold(p) + tp)
 }
-dispatch!(pub fn sum_and_centred_dot<T: Float>(dy: &[T], x: &[T], m: T) -> (T, T) => sum_and_centred_dot_body);
+// `(Σ dy, Σ dy·(x − m))` over the elements whose `x` passes `open` (a fused ReLU's mask;
+// `|_| true` for plain batch norm, which the compiler folds away).
+dispatch!(pub fn sum_and_centred_dot<T: Float, G: Fn(T) -> bool>(dy: &[T], x: &[T], m: T, open: &G) -> (T, T) => sum_and_centred_dot_body);
 
 #[cfg(test)]
 mod tests {
@@ -63,7 +72,7 @@ mod tests {
         let dy: Vec<f64> = (0..101).map(|i| (i as f64 * 0.91).cos()).collect();
         let m = 0.25;
         let ss: f64 = x.iter().map(|v| (v - m) * (v - m)).sum();
-        let (s, p) = sum_and_centred_dot(&dy, &x, m);
+        let (s, p) = sum_and_centred_dot(&dy, &x, m, &|_| true);
         // f64 sums of 101 O(1) terms in a different order.
         let tol = 1e-12;
         assert!((centred_square_sum(&x, m) - ss).abs() < tol);

@@ -78,6 +78,7 @@ pub(crate) fn batch_norm<T: Float>(
         channels: c,
         inner: l,
         training: mode.training,
+        relu: false,
     };
     let op = Op::BatchNorm {
         input: x.clone(),
@@ -95,6 +96,13 @@ pub(crate) fn batch_norm_backward<T: Float>(
     grad: &Tensor<T>,
     need_input: bool,
 ) -> Result<crate::ops::norm::BatchNormGrads<T>> {
+    if saved.relu {
+        // `Tensor::batch_norm_relu` composes the ReLU on a GPU, so no GPU op carries one.
+        return Err(crate::error::Error::invalid(
+            "batch_norm",
+            "a fused ReLU has no GPU backward (the GPU composes batch_norm and relu)",
+        ));
+    }
     let (c, l) = (saved.channels, saved.inner.max(1));
     let n = x.numel() / (c * l).max(1);
     let gpu = buf(x)?.gpu().clone();
