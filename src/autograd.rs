@@ -1,7 +1,7 @@
 //! Reverse-mode automatic differentiation.
 //!
 //! A tensor produced while gradients are enabled, from at least one input that requires a
-//! gradient, keeps its [`Op`]: the closed list of primitive operations below, each holding its
+//! gradient, keeps its `Op`: the closed list of primitive operations below, each holding its
 //! inputs and whatever it saved for the backward pass. [`Tensor::backward`] orders the graph
 //! topologically, walks it from the output, calls each op's backward (one arm per op, no
 //! catch-all: an op without a gradient does not compile), and returns a fresh [`Gradients`] map.
@@ -167,7 +167,7 @@ pub(crate) enum Op<T: Float> {
     },
 }
 
-/// The primitive op kinds, one per [`Op`] variant. Tests use [`OpKind::ALL`] to check that every
+/// The primitive op kinds, one per `Op` variant. Tests use [`OpKind::ALL`] to check that every
 /// primitive is exercised by the gradient-check table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OpKind {

@@ -1,8 +1,8 @@
 //! Compute backends: `cpu` (always) and `cuda` (feature `cuda`). The kernels here are the
 //! crate's only `unsafe` code.
 //!
-//! Ops choose their backend from their inputs' devices ([`op_device`], through the
-//! [`on_cuda!`](crate::backend::on_cuda) early return at the top of each op): all on the CPU
+//! Ops choose their backend from their inputs' devices (`op_device`, through the
+//! `on_cuda!` early return at the top of each op): all on the CPU
 //! runs the CPU code unchanged, all on one GPU runs `cuda`, anything else is an `Err` naming
 //! both devices.
 
@@ -11,7 +11,7 @@ pub mod cpu;
 pub mod cuda;
 
 /// What an element type must offer the GPU backend; empty without the `cuda` feature. A
-/// supertrait of [`Float`], so that generic ops can hand their buffers to cudarc.
+/// supertrait of [`Float`](crate::Float), so that generic ops can hand their buffers to cudarc.
 #[cfg(feature = "cuda")]
 pub use cuda::CudaFloat as BackendElem;
 

@@ -3,7 +3,7 @@
 //!
 //! Data is row-major and contiguous; every op writes a fresh buffer, so a tensor never changes
 //! after it is built. Cloning a tensor is cheap (it shares the buffer). The buffer lives in host
-//! memory or, with the `cuda` feature, on a GPU ([`Storage`]; [`Tensor::to_device`] moves it).
+//! memory or, with the `cuda` feature, on a GPU (`Storage`; [`Tensor::to_device`] moves it).
 
 mod device;
 mod dtype;

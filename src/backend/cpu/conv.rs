@@ -4,7 +4,7 @@
 //! and `matrixmultiply` repacked the weights and re-read the whole output block for every image
 //! (the weight gradient summed 128 products of inner size 64). Here the columns of `B` images
 //! sit side by side in one `(C·KH·KW, B·OH·OW)` matrix, so each layer costs a few large GEMMs.
-//! `B` is chosen from the shapes alone ([`ImageGroups`]), never from the thread count, and every
+//! `B` is chosen from the shapes alone (`ImageGroups`), never from the thread count, and every
 //! output element is computed by one GEMM over its full inner dimension, so the bits do not
 //! depend on the number of threads; the weight gradient adds one partial per group of images,
 //! in group order.

@@ -3,7 +3,7 @@
 //! with NVRTC, once per process, device and element type.
 //!
 //! cudarc loads libcuda, libnvrtc and libcublas when first used and panics when one is missing,
-//! so [`Gpu::get`] probes the three libraries first and turns every failure (no library, no
+//! so `Gpu::get` probes the three libraries first and turns every failure (no library, no
 //! device, driver error) into an `Err`. Nothing here runs unless a tensor is moved to a GPU.
 //!
 //! Op entry points live in `ops` (elementwise, movement, indexing, reductions), `blas`
