@@ -127,10 +127,16 @@ pub fn train(args: TrainArgs) -> Result<()> {
             );
         }
         RunStatus::Finished => {
+            // The time covers loading, training and the evaluation; a run of 0 epochs (only
+            // the evaluation of the initial model) has no epoch loss to show.
+            let loss = if outcome.last_loss.is_nan() {
+                "no epochs trained".to_string()
+            } else {
+                format!("final epoch loss {:.4}", outcome.last_loss)
+            };
             println!(
-                "trained in {:.1} s, final epoch loss {:.4}",
-                started.elapsed().as_secs_f64(),
-                outcome.last_loss
+                "done in {:.1} s (training and evaluation), {loss}",
+                started.elapsed().as_secs_f64()
             );
             if let Some(e) = &outcome.evaluation {
                 print!("{}", e.summary());
