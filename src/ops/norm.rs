@@ -293,10 +293,10 @@ pub(crate) fn batch_norm_backward<T: Float>(
     let (x, dy) = (input.data(), grad.data());
     let (g, b) = (gamma.data(), beta.data());
     let scale = scale(inv_std, g);
-    // Whether the ReLU (if any) let the gradient at `v` of channel `ch` through.
+    // Whether the fused ReLU let the gradient at `v` of channel `ch` through.
     let open = |ch: usize| {
         let (m, s, b) = (mean[ch], scale[ch], b[ch]);
-        move |v: T| !relu || normalised(v, m, s, b) > T::ZERO
+        move |v: T| normalised(v, m, s, b) > T::ZERO
     };
     // Per channel: Σ dy and Σ dy·(x − μ), each in a fixed order (rows n = 0, 1, ...).
     let sums: Vec<(T, T)> = (0..c)
@@ -305,7 +305,12 @@ pub(crate) fn batch_norm_backward<T: Float>(
         .map(|ch| {
             let open = open(ch);
             rows_of(x.len(), c, l, ch).fold((T::ZERO, T::ZERO), |(a, b), r| {
-                let (s, sc) = sum_and_centred_dot(&dy[r.clone()], &x[r], mean[ch], &open);
+                // Plain batch norm passes `|_| true`, its own instance with no mask work.
+                let (s, sc) = if relu {
+                    sum_and_centred_dot(&dy[r.clone()], &x[r], mean[ch], &open)
+                } else {
+                    sum_and_centred_dot(&dy[r.clone()], &x[r], mean[ch], &|_| true)
+                };
                 (a + s, b + sc)
             })
         })
@@ -321,7 +326,7 @@ pub(crate) fn batch_norm_backward<T: Float>(
             let (m, s, open) = (mean[ch], inv_std[ch], open(ch));
             let (k, c1, c2) = (g[ch] * s, dbeta[ch] * inv_m, dgamma[ch] * inv_m * s);
             move |v: T, d: T| {
-                let d = if open(v) { d } else { T::ZERO };
+                let d = if !relu || open(v) { d } else { T::ZERO };
                 if training {
                     k * (d - c1 - (v - m) * c2)
                 } else {
