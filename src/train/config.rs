@@ -165,6 +165,11 @@ const SCHEMA: &[(&str, &str, &str)] = &[
     ),
     ("model.batch_norm", "false", "batch norm in the MLP encoder"),
     (
+        "model.projector_batch_norm",
+        "false",
+        "batch norm after each hidden layer of the projection head",
+    ),
+    (
         "loss.name",
         "\"nt_xent\"",
         "any loss of `contrastive loss --list`",

@@ -197,7 +197,9 @@ pub fn build_model(config: &Config, item_shape: &[usize]) -> Result<(EncoderHead
         _ => {
             let mut all = vec![out];
             all.extend(&projector);
-            ProjectionHead::mlp(&all, &mut rng)?
+            // SimCLR's non-linear head, Linear–[BatchNorm]–ReLU–…–Linear.
+            let batch_norm = config.bool("model.projector_batch_norm")?;
+            Mlp::new(&all, Activation::Relu, batch_norm, &mut rng)?
         }
     };
     Ok((EncoderHead::new(encoder, head), out))
@@ -262,4 +264,37 @@ pub fn build_schedule(config: &Config, steps_per_epoch: usize) -> Result<Box<dyn
         total,
         final_lr,
     )?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::Module;
+
+    fn config(assignments: &[&str]) -> Config {
+        let mut c = Config::default();
+        for a in assignments {
+            c.set_assignment(a).unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn the_projector_takes_batch_norm_between_its_layers_on_request() {
+        let shape = [64];
+        let buffers = |extra: &[&str]| {
+            let mut keys = vec!["model.widths=[32]", "model.projector=[16, 8]"];
+            keys.extend(extra);
+            let (model, out) = build_model(&config(&keys), &shape).unwrap();
+            assert_eq!(out, 32);
+            let names: Vec<String> = model.named_buffers().into_iter().map(|(n, _)| n).collect();
+            names
+        };
+        assert!(buffers(&[]).iter().all(|n| !n.starts_with("head.")));
+        let with_bn = buffers(&["model.projector_batch_norm=true"]);
+        assert!(
+            with_bn.contains(&"head.layers.1.running_mean".to_string()),
+            "{with_bn:?}"
+        );
+    }
 }
