@@ -181,10 +181,12 @@ fn supcon_on_digits_keeps_its_class_means_in_a_cone_at_tau_0_1() {
 /// Issue 4: SimCLR on Fashion-MNIST with the `cnn_step` CNN in a 10-minute budget on 2 cores
 /// (the shipped configuration: 17 epochs, seed 0). The issue's goal is a probe of 88%; measured
 /// 87.73% for seed 0 (seeds 1 and 2: 87.29%, 86.96%), 86.62% with the plain 128→128→64 head
-/// without batch norm, so the assertion is 87%. Needs `apt-get install dataset-fashion-mnist`.
+/// without batch norm, so the assertion is 87%. The time is printed, not asserted (machines
+/// differ; the budget is checked with the CLI run in the README). Needs
+/// `apt-get install dataset-fashion-mnist`.
 #[test]
 #[ignore = "ten minutes: SimCLR on Fashion-MNIST (apt-get install dataset-fashion-mnist)"]
-fn simclr_on_fashion_mnist_in_ten_minutes() {
+fn simclr_on_fashion_mnist_reaches_87_percent() {
     let start = Instant::now();
     let e = train(&config("fashion_mnist_cnn.toml", &[]))
         .evaluation
