@@ -77,10 +77,11 @@ pub fn train(config: &Config, options: &RunOptions) -> Result<RunOutcome> {
 /// folder and evaluates (the others return no evaluation).
 ///
 /// Tunes the process's allocator first
-/// ([`tune_allocator`](crate::backend::cpu::alloc::tune_allocator)): without it a program that trains through the library rather than the CLI refaulted every
-/// step's buffers and ran the Fashion-MNIST configuration in 1,067 s instead of the CLI's 565 s.
-/// A thread that allocated before the tuning keeps its own glibc arena, so training from such a
-/// thread (a test harness's) still took 766 s: call `tune_allocator` first thing in `main`.
+/// ([`tune_allocator`](crate::backend::cpu::alloc::tune_allocator)): without it a program that
+/// trains through the library rather than the CLI refaulted every step's buffers and ran the
+/// Fashion-MNIST configuration in 1,067 s instead of the CLI's 565 s. A thread that allocated
+/// before the tuning keeps its own glibc arena, so training from such a thread (a test
+/// harness's) still took 766 s: call `tune_allocator` first thing in `main`.
 pub fn train_with(
     config: &Config,
     options: &RunOptions,
