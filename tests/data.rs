@@ -4,7 +4,7 @@
 //! prefetching.
 
 use contrastive::Error;
-use contrastive::data::transforms::{self, ImageDims};
+use contrastive::data::transforms::{self, ImageDims, Region};
 use contrastive::data::{
     Augment, Dataset, LatentSubclasses, Loader, LoaderConfig, Sampler, Step, SyntheticConfig,
     digits, gzip, load_cifar10, load_cifar10_dir, load_idx, load_npy_dataset, npy,
@@ -661,14 +661,19 @@ fn flip_crop_erase_and_jitter_do_what_they_say() {
     // A full-size crop is the identity; a 2×2 crop of a ramp is resized bilinearly.
     let ramp: Vec<f32> = (0..16).map(|i| (i % 4) as f32).collect();
     let d4 = ImageDims { c: 1, h: 4, w: 4 };
-    let mut same = ramp.clone();
     let mut rng = StdRng::seed_from_u64(2);
-    transforms::random_resized_crop(&mut same, d4, (1.0, 1.0), (1.0, 1.0), &mut rng);
+    let same = transforms::random_resized_crop(&ramp, d4, (4, 4), (1.0, 1.0), (1.0, 1.0), &mut rng);
     assert_eq!(same, ramp);
-    let mut zoom = ramp.clone();
-    transforms::crop_resize(&mut zoom, d4, 0, 1, 2, 2);
+    let zoom = transforms::crop_resize(&ramp, d4, Region::new(0, 1, 2, 2), (4, 4));
     // Columns 1 and 2 stretched over four: source x = clamp((o + 0.5)/2 − 0.5) = 0, 0.25, 0.75, 1.
     assert_eq!(&zoom[..4], &[1.0, 1.25, 1.75, 2.0]);
+    // Down to 2×3: source x = clamp((o + 0.5)·4/3 − 0.5) = 0.1667, 1.5, 2.8333; rows alike.
+    let small = transforms::crop_resize(&ramp, d4, Region::all(d4), (2, 3));
+    let expected = [1.0 / 6.0, 1.5, 17.0 / 6.0];
+    assert_eq!(small.len(), 6);
+    for (got, want) in small.iter().zip(expected.iter().chain(&expected)) {
+        assert!((got - want).abs() < 1e-6, "{small:?}");
+    }
     let mut erased = vec![1.0f32; 3 * 16 * 16];
     let d16 = ImageDims { c: 3, h: 16, w: 16 };
     transforms::random_erase(&mut erased, d16, 1.0, (0.1, 0.2), (0.5, 2.0), &mut rng);
@@ -697,6 +702,82 @@ fn flip_crop_erase_and_jitter_do_what_they_say() {
         (mean(&con) - mean(&orig)).abs() < 1e-5,
         "contrast keeps the mean"
     );
+}
+
+#[test]
+fn sized_views_resample_the_crop_straight_to_the_view_size() {
+    // A horizontal ramp 0..8 on an 8×8 image, two channels (the second offset by 100).
+    let img: Vec<f32> = (0..2 * 64)
+        .map(|i| (i % 8) as f32 + 100.0 * (i / 64) as f32)
+        .collect();
+    let mut rng = StdRng::seed_from_u64(3);
+    // A full-image crop to 4×4 is one bilinear resampling: source x = (o + 0.5)·2 − 0.5.
+    let full = Augment::parse("crop:1:1:1:1").unwrap();
+    let view = full
+        .apply_sized(&img, &[2, 8, 8], (4, 4), &mut rng)
+        .unwrap();
+    assert_eq!(view.len(), 2 * 16);
+    assert_eq!(&view[..4], &[0.5, 2.5, 4.5, 6.5]);
+    assert_eq!(&view[16..20], &[100.5, 102.5, 104.5, 106.5]);
+    // Without a crop the whole image is resized first, then the steps run at the view size:
+    // the flip mirrors the 4-wide rows.
+    let flip = Augment::parse("flip:1").unwrap();
+    let flipped = flip
+        .apply_sized(&img, &[2, 8, 8], (4, 4), &mut rng)
+        .unwrap();
+    assert_eq!(&flipped[..4], &[6.5, 4.5, 2.5, 0.5]);
+    assert_eq!(
+        Augment::default()
+            .apply_sized(&img, &[2, 8, 8], (4, 4), &mut rng)
+            .unwrap(),
+        view
+    );
+    // Random crops at a non-square view size keep the ramp increasing along each row, inside
+    // the image's range.
+    let crop = Augment::parse("crop:0.3").unwrap();
+    for _ in 0..50 {
+        let v = crop
+            .apply_sized(&img, &[2, 8, 8], (3, 5), &mut rng)
+            .unwrap();
+        assert_eq!(v.len(), 2 * 15);
+        for row in v[..15].chunks(5) {
+            assert!(row.windows(2).all(|p| p[0] <= p[1]), "{row:?}");
+            assert!(row.iter().all(|x| (0.0..=7.0).contains(x)), "{row:?}");
+        }
+    }
+    // Same size: `apply_sized` equals the in-place `apply` on the same draws.
+    let recipe = Augment::parse("crop:0.3,flip,jitter:0.4:0.4,noise:0.1").unwrap();
+    let sized = recipe
+        .apply_sized(&img, &[2, 8, 8], (8, 8), &mut StdRng::seed_from_u64(9))
+        .unwrap();
+    let mut in_place = img.clone();
+    recipe
+        .apply(&mut in_place, &[2, 8, 8], &mut StdRng::seed_from_u64(9))
+        .unwrap();
+    assert_eq!(sized, in_place);
+    // Bad input: a vector item, a zero side, a wrong length.
+    assert!(is_invalid_or_rank(full.apply_sized(
+        &img,
+        &[128],
+        (4, 4),
+        &mut rng
+    )));
+    assert!(is_invalid_or_rank(full.apply_sized(
+        &img,
+        &[2, 8, 8],
+        (0, 4),
+        &mut rng
+    )));
+    assert!(is_invalid_or_rank(full.apply_sized(
+        &img[..100],
+        &[2, 8, 8],
+        (4, 4),
+        &mut rng
+    )));
+}
+
+fn is_invalid_or_rank<T: std::fmt::Debug>(r: contrastive::Result<T>) -> bool {
+    matches!(r, Err(Error::InvalidInput { .. } | Error::BadRank { .. }))
 }
 
 #[test]
@@ -807,6 +888,62 @@ fn batches_are_view_major_and_cover_the_epoch() {
         Loader::new(
             indexed(10, 2).with_item_shape(vec![4]).unwrap(),
             config(4, "flip")
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn loader_makes_views_of_the_configured_size() {
+    // 3 items of shape [1, 6, 6]; views of 4×3.
+    let data = (0..3 * 36).map(|i| i as f32).collect();
+    let images = Dataset::new(data, vec![1, 6, 6], vec![0, 1, 0], 2).unwrap();
+    let sized = LoaderConfig {
+        view_size: Some((4, 3)),
+        ..config(3, "crop:0.5,flip")
+    };
+    assert_eq!(sized.view_shape(&[1, 6, 6]).unwrap(), vec![1, 4, 3]);
+    assert_eq!(sized.view_shape(&[6, 6]).unwrap(), vec![4, 3]);
+    let loader = Loader::new(images.clone(), sized.clone()).unwrap();
+    let batch = loader.epoch(0).next().unwrap().unwrap();
+    assert_eq!(batch.views.dims(), &[9, 1, 4, 3]);
+    let again = Loader::new(images.clone(), sized.clone()).unwrap();
+    assert_eq!(
+        again.epoch(0).next().unwrap().unwrap().views.data(),
+        batch.views.data(),
+        "seeded"
+    );
+    // Without augmentation the views are the resized images.
+    let plain = Loader::new(
+        images.clone(),
+        LoaderConfig {
+            sampler: Sampler::Sequential,
+            ..LoaderConfig {
+                view_size: Some((3, 3)),
+                ..config(3, "none")
+            }
+        },
+    )
+    .unwrap();
+    let first = plain.epoch(0).next().unwrap().unwrap();
+    // Item 0 (pixel (y, x) = 6y + x) halved: source coordinates 2o + 0.5, so the first row
+    // samples y = 0.5 at x = 0.5, 2.5, 4.5.
+    assert_eq!(&first.views.data()[..3], &[3.5, 5.5, 7.5]);
+    // Bad input: a view size for vector items, a zero side.
+    let vectors = images.clone().with_item_shape(vec![36]).unwrap();
+    let vector_views = LoaderConfig {
+        view_size: Some((4, 3)),
+        ..config(3, "noise")
+    };
+    let e = Loader::new(vectors, vector_views).unwrap_err().to_string();
+    assert!(e.contains("[36]") && e.contains("(4, 3)"), "{e}");
+    assert!(
+        Loader::new(
+            images,
+            LoaderConfig {
+                view_size: Some((0, 3)),
+                ..sized
+            }
         )
         .is_err()
     );

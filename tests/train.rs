@@ -160,6 +160,7 @@ fn bad_configurations_are_errors_naming_the_key() {
         ("train.batch_size=5000", "batch_size"),
         ("data.augment=rotate:10", "rotate"),
         ("data.coarse=thirds", "data.coarse"),
+        ("data.view_size=[6]", "data.view_size"),
     ] {
         let config = small(&[assignment]);
         let e = run::train(&config, &options(&dir)).unwrap_err().to_string();
@@ -175,6 +176,24 @@ fn bad_configurations_are_errors_naming_the_key() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("(C, H, W)"), "{e}");
+}
+
+#[test]
+fn a_cnn_trains_on_views_smaller_than_its_images_and_evaluates_whole_images() {
+    let dir = temp_dir("view-size");
+    let config = small(&[
+        "model.encoder=\"cnn\"",
+        "model.widths=[8, 16]",
+        "data.augment=\"crop:0.5,flip\"",
+        "data.view_size=[6]",
+        "train.epochs=1",
+    ]);
+    let outcome = run::train(&config, &options(&dir)).unwrap();
+    assert_eq!(outcome.status, RunStatus::Finished);
+    let eval = std::fs::read_to_string(dir.join("eval.json")).unwrap();
+    assert!(eval.contains("probe"), "{eval}");
+    let saved = std::fs::read_to_string(dir.join("config.toml")).unwrap();
+    assert!(saved.contains("view_size = [6]"), "{saved}");
 }
 
 fn collapse(dir: &Path, config: &Config) -> (f64, f64, f64) {

@@ -21,6 +21,13 @@
 //!
 //! `noise` and `pixel_drop` (feature masking) apply to any item; the others need an image item
 //! `(C, H, W)` (or `(H, W)`).
+//!
+//! Views are the item's size unless [`Augment::apply_sized`] asks for another: then `crop`
+//! resamples its box straight to the view size, as torchvision's `RandomResizedCrop(size)`
+//! does (and a pipeline without `crop` resizes the whole image first). Training on views
+//! smaller than the images a model is evaluated on costs less per step and, with a crop,
+//! keeps objects at the apparent size the test images show them (Touvron et al., 2019,
+//! "Fixing the train-test resolution discrepancy").
 
 use super::transforms::{self as tf, ImageDims};
 use crate::error::{Error, Result};
@@ -56,25 +63,36 @@ impl Step {
         !matches!(self, Step::Noise(_) | Step::PixelDrop(_))
     }
 
-    fn apply(&self, item: &mut [f32], dims: ImageDims, rng: &mut impl Rng) {
+    /// Applies the step to `img` of `dims`. The crop resamples its box to `view` (height,
+    /// width) and updates `dims`; every other step keeps the size.
+    fn apply(
+        &self,
+        img: &mut Vec<f32>,
+        dims: &mut ImageDims,
+        view: (usize, usize),
+        rng: &mut impl Rng,
+    ) {
         match *self {
-            Step::Crop { scale, ratio } => tf::random_resized_crop(item, dims, scale, ratio, rng),
+            Step::Crop { scale, ratio } => {
+                *img = tf::random_resized_crop(img, *dims, view, scale, ratio, rng);
+                (dims.h, dims.w) = view;
+            }
             Step::Flip(p) => {
                 if rng.random::<f32>() < p {
-                    tf::hflip(item, dims);
+                    tf::hflip(img, *dims);
                 }
             }
-            Step::Shift(m) => tf::random_shift(item, dims, m, rng),
-            Step::Noise(sigma) => tf::gaussian_noise(item, sigma, rng),
-            Step::Erase { p, scale, ratio } => tf::random_erase(item, dims, p, scale, ratio, rng),
+            Step::Shift(m) => tf::random_shift(img, *dims, m, rng),
+            Step::Noise(sigma) => tf::gaussian_noise(img, sigma, rng),
+            Step::Erase { p, scale, ratio } => tf::random_erase(img, *dims, p, scale, ratio, rng),
             Step::Jitter {
                 brightness,
                 contrast,
             } => {
                 // Per image, so each channel's mean is the image's mean: as for grayscale input.
-                tf::jitter(item, brightness, contrast, rng);
+                tf::jitter(img, brightness, contrast, rng);
             }
-            Step::PixelDrop(p) => tf::drop_values(item, p, rng),
+            Step::PixelDrop(p) => tf::drop_values(img, p, rng),
         }
     }
 
@@ -225,15 +243,39 @@ impl Augment {
         Ok(())
     }
 
-    /// Augments one item in place.
+    /// Augments one item in place; the view keeps the item's size.
     pub fn apply(&self, item: &mut [f32], item_shape: &[usize], rng: &mut impl Rng) -> Result<()> {
         let dims = self.dims_for(item_shape)?;
         if item.len() != dims.numel() {
             let msg = format!("item of {} values for shape {item_shape:?}", item.len());
             return Err(Error::invalid("Augment::apply", msg));
         }
-        self.steps.iter().for_each(|s| s.apply(item, dims, rng));
+        let view = self.run(item.to_vec(), dims, (dims.h, dims.w), rng);
+        item.copy_from_slice(&view);
         Ok(())
+    }
+
+    /// Augments one image item into a view of `view_size` = (height, width), which may differ
+    /// from the item's: the crop resamples its box straight to that size (one interpolation);
+    /// a pipeline without a crop first resizes the whole image bilinearly. The steps after the
+    /// resampling work on the view's size. Returns the `(C, height, width)` view.
+    pub fn apply_sized(
+        &self,
+        item: &[f32],
+        item_shape: &[usize],
+        view_size: (usize, usize),
+        rng: &mut impl Rng,
+    ) -> Result<Vec<f32>> {
+        const OP: &str = "Augment::apply_sized";
+        let dims = image_dims(item_shape)?;
+        if item.len() != dims.numel() || view_size.0 == 0 || view_size.1 == 0 {
+            let msg = format!(
+                "item of {} values for shape {item_shape:?}, view size {view_size:?} (both sides ≥ 1)",
+                item.len()
+            );
+            return Err(Error::invalid(OP, msg));
+        }
+        Ok(self.run(item.to_vec(), dims, view_size, rng))
     }
 
     /// Augments each item of a batch `(N, item...)` in place, in order, with one generator.
@@ -252,9 +294,29 @@ impl Augment {
             return Err(Error::invalid("Augment::apply_batch", msg));
         }
         for item in batch.chunks_mut(dims.numel()) {
-            self.steps.iter().for_each(|s| s.apply(item, dims, rng));
+            let view = self.run(item.to_vec(), dims, (dims.h, dims.w), rng);
+            item.copy_from_slice(&view);
         }
         Ok(())
+    }
+
+    /// The pipeline on one checked item of `dims`, producing a view of `view` = (height, width).
+    fn run(
+        &self,
+        mut img: Vec<f32>,
+        mut dims: ImageDims,
+        view: (usize, usize),
+        rng: &mut impl Rng,
+    ) -> Vec<f32> {
+        let crops = self.steps.iter().any(|s| matches!(s, Step::Crop { .. }));
+        if !crops && (dims.h, dims.w) != view {
+            img = tf::crop_resize(&img, dims, tf::Region::all(dims), view);
+            (dims.h, dims.w) = view;
+        }
+        for step in &self.steps {
+            step.apply(&mut img, &mut dims, view, rng);
+        }
+        img
     }
 
     /// Image dims for spatial pipelines; a vector item is one row of width `D` otherwise.

@@ -51,6 +51,9 @@ pub struct LoaderConfig {
     /// Seeds the order and the augmentations.
     pub seed: u64,
     pub augment: Augment,
+    /// `(height, width)` of the views when they differ from the images' own size (see
+    /// [`Augment::apply_sized`]); `None` keeps the item's size.
+    pub view_size: Option<(usize, usize)>,
 }
 
 impl Default for LoaderConfig {
@@ -62,7 +65,30 @@ impl Default for LoaderConfig {
             drop_last: false,
             seed: 0,
             augment: Augment::default(),
+            view_size: None,
         }
+    }
+}
+
+impl LoaderConfig {
+    /// The shape of one view of an item of `item_shape`: the item's own, or with `view_size`
+    /// in place of its height and width. Errors if `view_size` is set for items that are not
+    /// images `(C, H, W)` / `(H, W)`, or has a zero side.
+    pub fn view_shape(&self, item_shape: &[usize]) -> Result<Vec<usize>> {
+        let Some((h, w)) = self.view_size else {
+            return Ok(item_shape.to_vec());
+        };
+        let rank = item_shape.len();
+        if !(2..=3).contains(&rank) || h == 0 || w == 0 {
+            let msg = format!(
+                "view size ({h}, {w}) needs image items (C, H, W) or (H, W), got {item_shape:?}, \
+                 and sides ≥ 1"
+            );
+            return Err(Error::invalid("LoaderConfig", msg));
+        }
+        let mut shape = item_shape.to_vec();
+        shape[rank - 2..].copy_from_slice(&[h, w]);
+        Ok(shape)
     }
 }
 
@@ -140,6 +166,7 @@ impl Loader {
             return Err(Error::invalid("Loader::new", msg));
         }
         config.augment.check(dataset.item_shape())?;
+        config.view_shape(dataset.item_shape())?;
         Ok(Loader { dataset, config })
     }
 
@@ -301,22 +328,38 @@ fn build(
 ) -> Result<RawBatch> {
     let (b, v) = (indices.len(), config.views);
     let item_shape = dataset.item_shape();
-    let numel = dataset.item_numel();
+    let view_shape = config.view_shape(item_shape)?;
+    let resized = view_shape != item_shape;
+    let numel: usize = view_shape.iter().product();
     let mut data = Vec::with_capacity(v * b * numel);
     for view in 0..v {
         for (sample, &i) in indices.iter().enumerate() {
-            let start = data.len();
-            data.extend_from_slice(dataset.item(i));
-            if !config.augment.is_identity() {
-                let parts = [
-                    config.seed,
-                    TAG_AUGMENT,
-                    epoch,
-                    step as u64,
-                    sample as u64,
-                    view as u64,
-                ];
-                let mut rng = StdRng::seed_from_u64(seed_for(&parts));
+            if config.augment.is_identity() && !resized {
+                data.extend_from_slice(dataset.item(i));
+                continue;
+            }
+            let parts = [
+                config.seed,
+                TAG_AUGMENT,
+                epoch,
+                step as u64,
+                sample as u64,
+                view as u64,
+            ];
+            let mut rng = StdRng::seed_from_u64(seed_for(&parts));
+            if resized {
+                let (h, w) = (
+                    view_shape[view_shape.len() - 2],
+                    view_shape[view_shape.len() - 1],
+                );
+                let augmented =
+                    config
+                        .augment
+                        .apply_sized(dataset.item(i), item_shape, (h, w), &mut rng)?;
+                data.extend_from_slice(&augmented);
+            } else {
+                let start = data.len();
+                data.extend_from_slice(dataset.item(i));
                 config
                     .augment
                     .apply(&mut data[start..], item_shape, &mut rng)?;
@@ -324,7 +367,7 @@ fn build(
         }
     }
     let mut shape = vec![v * b];
-    shape.extend_from_slice(item_shape);
+    shape.extend_from_slice(&view_shape);
     let labels = indices.iter().map(|&i| dataset.labels()[i]).collect();
     Ok(RawBatch {
         data,

@@ -105,23 +105,24 @@ fn uniform(range: (f32, f32), rng: &mut impl Rng) -> f32 {
 }
 
 /// torchvision's `RandomResizedCrop`: a box covering a fraction in `scale` of the area with
-/// aspect ratio in `ratio` (10 tries, then a centre crop clamped to `ratio`), resized back to
-/// `H × W` bilinearly.
+/// aspect ratio in `ratio` (10 tries, then a centre crop clamped to `ratio`), resampled
+/// bilinearly to `out` = (height, width) in one interpolation; `out` may differ from the
+/// image's own size (training views smaller than the images, for instance).
 pub fn random_resized_crop(
-    img: &mut [f32],
+    img: &[f32],
     dims: ImageDims,
+    out: (usize, usize),
     scale: (f32, f32),
     ratio: (f32, f32),
     rng: &mut impl Rng,
-) {
+) -> Vec<f32> {
     let (h, w) = (dims.h, dims.w);
     for _ in 0..10 {
         let (bh, bw) = draw_box(dims, scale, ratio, rng);
         if (1..=h).contains(&bh) && (1..=w).contains(&bw) {
             let top = rng.random_range(0..=h - bh);
             let left = rng.random_range(0..=w - bw);
-            crop_resize(img, dims, top, left, bh, bw);
-            return;
+            return crop_resize(img, dims, Region::new(top, left, bh, bw), out);
         }
     }
     let in_ratio = w as f32 / h as f32;
@@ -132,44 +133,62 @@ pub fn random_resized_crop(
     } else {
         (h, w)
     };
-    crop_resize(img, dims, (h - bh) / 2, (w - bw) / 2, bh, bw);
+    let centre = Region::new((h - bh) / 2, (w - bw) / 2, bh, bw);
+    crop_resize(img, dims, centre, out)
 }
 
-/// Crops the box `(top, left, bh, bw)` and resizes it to the full `H × W` with bilinear
-/// interpolation (pixel centres aligned as in `align_corners = False`).
-pub fn crop_resize(
-    img: &mut [f32],
-    dims: ImageDims,
-    top: usize,
-    left: usize,
-    bh: usize,
-    bw: usize,
-) {
+/// A box of `h × w` pixels inside an image, its top-left corner at row `top`, column `left`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Region {
+    pub top: usize,
+    pub left: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Region {
+    pub fn new(top: usize, left: usize, h: usize, w: usize) -> Self {
+        Region { top, left, h, w }
+    }
+
+    /// The whole image.
+    pub fn all(dims: ImageDims) -> Self {
+        Region::new(0, 0, dims.h, dims.w)
+    }
+}
+
+/// Crops `region` (which must lie inside the image) and resizes it to `out` = (height, width)
+/// with bilinear interpolation (pixel centres aligned as in `align_corners = False`); returns
+/// the `(C, out.0, out.1)` image. Downscaling does not low-pass first (torchvision's tensor
+/// resize without antialiasing).
+pub fn crop_resize(img: &[f32], dims: ImageDims, region: Region, out: (usize, usize)) -> Vec<f32> {
     let ImageDims { c, h, w } = dims;
-    let src = img.to_vec();
+    let (out_h, out_w) = out;
     // For each output coordinate: the two source indices (within the box) and the weight of the
     // second.
-    let taps = |out: usize, n_in: usize| -> Vec<(usize, usize, f32)> {
-        (0..out)
+    let taps = |n_out: usize, n_in: usize| -> Vec<(usize, usize, f32)> {
+        (0..n_out)
             .map(|o| {
-                let s = ((o as f32 + 0.5) * n_in as f32 / out as f32 - 0.5)
+                let s = ((o as f32 + 0.5) * n_in as f32 / n_out as f32 - 0.5)
                     .clamp(0.0, (n_in - 1) as f32);
                 let i0 = s.floor() as usize;
                 (i0, (i0 + 1).min(n_in - 1), s - i0 as f32)
             })
             .collect()
     };
-    let (ys, xs) = (taps(h, bh), taps(w, bw));
+    let (ys, xs) = (taps(out_h, region.h), taps(out_w, region.w));
+    let mut resized = Vec::with_capacity(c * out_h * out_w);
     for ch in 0..c {
-        let at = |y: usize, x: usize| src[(ch * h + top + y) * w + left + x];
-        for (y, &(y0, y1, fy)) in ys.iter().enumerate() {
-            for (x, &(x0, x1, fx)) in xs.iter().enumerate() {
+        let at = |y: usize, x: usize| img[(ch * h + region.top + y) * w + region.left + x];
+        for &(y0, y1, fy) in &ys {
+            for &(x0, x1, fx) in &xs {
                 let upper = at(y0, x0) * (1.0 - fx) + at(y0, x1) * fx;
                 let lower = at(y1, x0) * (1.0 - fx) + at(y1, x1) * fx;
-                img[(ch * h + y) * w + x] = upper * (1.0 - fy) + lower * fy;
+                resized.push(upper * (1.0 - fy) + lower * fy);
             }
         }
     }
+    resized
 }
 
 /// torchvision's `RandomErasing` with value 0: with probability `p`, zeroes a box covering a

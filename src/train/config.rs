@@ -118,6 +118,11 @@ const SCHEMA: &[(&str, &str, &str)] = &[
         "\"shift:1,pixel_drop:0.1,noise:0.1\"",
         "augmentation pipeline",
     ),
+    (
+        "data.view_size",
+        "[]",
+        "training views' size: [] the images' own, [S] S×S, [H, W]; crop resamples to it (cnn, resnet)",
+    ),
     ("data.views", "2", "views per sample"),
     (
         "data.coarse",

@@ -5,7 +5,7 @@
 
 use super::config::Config;
 use super::plots;
-use super::setup::Splits;
+use super::setup::{self, Splits};
 use crate::autograd::no_grad;
 use crate::data::{Augment, Dataset, Loader, LoaderConfig, Sampler};
 use crate::error::Result;
@@ -101,6 +101,7 @@ pub fn evaluate(
             drop_last: false,
             seed: config.u64("train.seed")?.wrapping_add(0x5eed),
             augment: Augment::parse(config.str("data.augment")?)?,
+            view_size: setup::view_size(config, splits.test.item_shape())?,
         },
     )?;
     let align_uniform = match views.epoch(0).next() {

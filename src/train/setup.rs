@@ -115,6 +115,7 @@ pub fn load_splits(config: &Config) -> Result<Splits> {
 pub fn train_loader(config: &Config, train: &Dataset) -> Result<Loader> {
     let augment: Augment = Augment::parse(config.str("data.augment")?)?;
     augment.check(train.item_shape())?;
+    let view_size = view_size(config, train.item_shape())?;
     let batch_size = config.usize("train.batch_size")?;
     if batch_size > train.len() {
         return Err(Error::invalid(
@@ -138,8 +139,42 @@ pub fn train_loader(config: &Config, train: &Dataset) -> Result<Loader> {
             drop_last: true,
             seed: config.u64("train.seed")?,
             augment,
+            view_size,
         },
     )
+}
+
+/// `data.view_size` for items of `item_shape`: `None` for `[]` or the items' own size.
+/// Views of another size need an encoder that pools globally (cnn, resnet), since the model
+/// embeds whole images at evaluation.
+pub fn view_size(config: &Config, item_shape: &[usize]) -> Result<Option<(usize, usize)>> {
+    let sides = config.usize_list("data.view_size")?;
+    let (h, w) = match sides[..] {
+        [] => return Ok(None),
+        [s] => (s, s),
+        [h, w] => (h, w),
+        _ => {
+            let msg = format!("data.view_size takes [], [S] or [H, W], got {sides:?}");
+            return Err(Error::invalid("config", msg));
+        }
+    };
+    let rank = item_shape.len();
+    if !(2..=3).contains(&rank) {
+        let msg = format!("data.view_size {sides:?} needs image items, got shape {item_shape:?}");
+        return Err(Error::invalid("config", msg));
+    }
+    if item_shape[rank - 2..] == [h, w] {
+        return Ok(None);
+    }
+    let encoder = config.str("model.encoder")?;
+    if encoder == "mlp" {
+        let msg = format!(
+            "data.view_size {sides:?} makes views of another size than the items {item_shape:?}, \
+             which the mlp encoder cannot take (only cnn and resnet pool globally)"
+        );
+        return Err(Error::invalid("config", msg));
+    }
+    Ok(Some((h, w)))
 }
 
 /// The encoder + projection head of `model.*` for items of `item_shape`, initialised from
@@ -277,6 +312,27 @@ mod tests {
             c.set_assignment(a).unwrap();
         }
         c
+    }
+
+    #[test]
+    fn view_size_takes_one_or_two_sides_and_needs_a_pooling_encoder() {
+        let cnn = |size: &str| {
+            view_size(
+                &config(&["model.encoder=\"cnn\"", &format!("data.view_size={size}")]),
+                &[1, 28, 28],
+            )
+        };
+        assert_eq!(cnn("[]").unwrap(), None);
+        assert_eq!(cnn("[28]").unwrap(), None, "the items' own size");
+        assert_eq!(cnn("[20]").unwrap(), Some((20, 20)));
+        assert_eq!(cnn("[20, 24]").unwrap(), Some((20, 24)));
+        let e = cnn("[1, 2, 3]").unwrap_err().to_string();
+        assert!(e.contains("[1, 2, 3]"), "{e}");
+        let mlp = config(&["data.view_size=[20]"]);
+        let e = view_size(&mlp, &[1, 28, 28]).unwrap_err().to_string();
+        assert!(e.contains("mlp") && e.contains("[1, 28, 28]"), "{e}");
+        assert!(view_size(&mlp, &[64]).is_err(), "vector items");
+        assert_eq!(view_size(&config(&[]), &[64]).unwrap(), None);
     }
 
     #[test]
