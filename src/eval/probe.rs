@@ -26,7 +26,9 @@ use crate::tensor::{Float, Tensor};
 use std::fmt;
 
 /// Probe settings. The defaults fit digits-sized problems (1,437 × 256, 10 classes) to a
-/// gradient below 1e-6 in well under a second in release builds.
+/// gradient below 1e-6 in well under a second in release builds; Fashion-MNIST features
+/// (60,000 × 128, nearly unregularised at C = 1) took 963–1,148 iterations to meet
+/// `loss_tol`, hence the cap of 5,000.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ProbeConfig {
     /// Inverse regularisation strength, as scikit-learn's `C`: `λ = 1/(C·N)`. Must be > 0.
@@ -48,7 +50,7 @@ impl Default for ProbeConfig {
     fn default() -> Self {
         Self {
             c: 1.0,
-            max_iter: 1000,
+            max_iter: 5000,
             grad_tol: 1e-6,
             loss_tol: 1e-10,
             standardize: true,

@@ -149,15 +149,29 @@ fn json_number(v: f64) -> String {
     }
 }
 
+/// A warning for the summary when the probe stopped at its iteration cap.
+fn unconverged(p: &ProbeReport) -> String {
+    if p.converged {
+        String::new()
+    } else {
+        format!(
+            "  (NOT converged: {} L-BFGS iterations, max |grad| {:.1e})",
+            p.iterations, p.grad_max
+        )
+    }
+}
+
 fn probe_json(p: &Option<ProbeReport>) -> String {
     match p {
         None => "null".into(),
         Some(p) => format!(
-            "{{\"train_accuracy\": {}, \"test_accuracy\": {}, \"iterations\": {}, \"converged\": {}}}",
+            "{{\"train_accuracy\": {}, \"test_accuracy\": {}, \"iterations\": {}, \"converged\": {}, \
+             \"grad_max\": {}}}",
             json_number(p.train_accuracy),
             json_number(p.test_accuracy),
             p.iterations,
-            p.converged
+            p.converged,
+            json_number(p.grad_max)
         ),
     }
 }
@@ -193,16 +207,18 @@ impl Evaluation {
         if let Some(p) = &self.probe {
             let _ = writeln!(
                 s,
-                "linear probe (encoder, classes): test {:.2}%  train {:.2}%",
+                "linear probe (encoder, classes): test {:.2}%  train {:.2}%{}",
                 100.0 * p.test_accuracy,
-                100.0 * p.train_accuracy
+                100.0 * p.train_accuracy,
+                unconverged(p)
             );
         }
         if let Some(p) = &self.coarse_probe {
             let _ = writeln!(
                 s,
-                "linear probe (training labels): test {:.2}%",
-                100.0 * p.test_accuracy
+                "linear probe (training labels): test {:.2}%{}",
+                100.0 * p.test_accuracy,
+                unconverged(p)
             );
         }
         let _ = writeln!(
@@ -249,4 +265,32 @@ impl Evaluation {
 /// Writes a small text file atomically.
 pub fn write_file(path: &Path, text: &str) -> Result<()> {
     crate::nn::write_atomic(path, text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unconverged_probe_says_so_in_the_summary_and_the_json() {
+        let mut p = ProbeReport {
+            train_accuracy: 0.9,
+            test_accuracy: 0.8,
+            num_classes: 2,
+            iterations: 5000,
+            final_loss: 0.3,
+            grad_max: 4.6e-6,
+            converged: false,
+            test_predictions: vec![],
+        };
+        assert_eq!(
+            unconverged(&p),
+            "  (NOT converged: 5000 L-BFGS iterations, max |grad| 4.6e-6)"
+        );
+        assert!(
+            probe_json(&Some(p.clone())).contains("\"converged\": false, \"grad_max\": 0.0000046")
+        );
+        p.converged = true;
+        assert_eq!(unconverged(&p), "");
+    }
 }
