@@ -63,28 +63,21 @@ impl Step {
         !matches!(self, Step::Noise(_) | Step::PixelDrop(_))
     }
 
-    /// Applies the step to `img` of `dims`. The crop resamples its box to `view` (height,
-    /// width) and updates `dims`; every other step keeps the size.
-    fn apply(
-        &self,
-        img: &mut Vec<f32>,
-        dims: &mut ImageDims,
-        view: (usize, usize),
-        rng: &mut impl Rng,
-    ) {
+    /// Applies the step to `img` of `dims` in place; the crop resamples its box back to `dims`.
+    fn apply(&self, img: &mut [f32], dims: ImageDims, rng: &mut impl Rng) {
         match *self {
             Step::Crop { scale, ratio } => {
-                *img = tf::random_resized_crop(img, *dims, view, scale, ratio, rng);
-                (dims.h, dims.w) = view;
+                let view = tf::random_resized_crop(img, dims, (dims.h, dims.w), scale, ratio, rng);
+                img.copy_from_slice(&view);
             }
             Step::Flip(p) => {
                 if rng.random::<f32>() < p {
-                    tf::hflip(img, *dims);
+                    tf::hflip(img, dims);
                 }
             }
-            Step::Shift(m) => tf::random_shift(img, *dims, m, rng),
+            Step::Shift(m) => tf::random_shift(img, dims, m, rng),
             Step::Noise(sigma) => tf::gaussian_noise(img, sigma, rng),
-            Step::Erase { p, scale, ratio } => tf::random_erase(img, *dims, p, scale, ratio, rng),
+            Step::Erase { p, scale, ratio } => tf::random_erase(img, dims, p, scale, ratio, rng),
             Step::Jitter {
                 brightness,
                 contrast,
@@ -250,8 +243,7 @@ impl Augment {
             let msg = format!("item of {} values for shape {item_shape:?}", item.len());
             return Err(Error::invalid("Augment::apply", msg));
         }
-        let view = self.run(item.to_vec(), dims, (dims.h, dims.w), rng);
-        item.copy_from_slice(&view);
+        self.steps.iter().for_each(|s| s.apply(item, dims, rng));
         Ok(())
     }
 
@@ -294,13 +286,13 @@ impl Augment {
             return Err(Error::invalid("Augment::apply_batch", msg));
         }
         for item in batch.chunks_mut(dims.numel()) {
-            let view = self.run(item.to_vec(), dims, (dims.h, dims.w), rng);
-            item.copy_from_slice(&view);
+            self.steps.iter().for_each(|s| s.apply(item, dims, rng));
         }
         Ok(())
     }
 
-    /// The pipeline on one checked item of `dims`, producing a view of `view` = (height, width).
+    /// The pipeline on one checked image of `dims`, producing a view of `view` = (height,
+    /// width): the crop resamples straight to `view`, the other steps keep the size.
     fn run(
         &self,
         mut img: Vec<f32>,
@@ -314,7 +306,13 @@ impl Augment {
             (dims.h, dims.w) = view;
         }
         for step in &self.steps {
-            step.apply(&mut img, &mut dims, view, rng);
+            match *step {
+                Step::Crop { scale, ratio } => {
+                    img = tf::random_resized_crop(&img, dims, view, scale, ratio, rng);
+                    (dims.h, dims.w) = view;
+                }
+                _ => step.apply(&mut img, dims, rng),
+            }
         }
         img
     }

@@ -329,12 +329,12 @@ fn build(
     let (b, v) = (indices.len(), config.views);
     let item_shape = dataset.item_shape();
     let view_shape = config.view_shape(item_shape)?;
-    let resized = view_shape != item_shape;
+    let resize_to = config.view_size.filter(|_| view_shape != item_shape);
     let numel: usize = view_shape.iter().product();
     let mut data = Vec::with_capacity(v * b * numel);
     for view in 0..v {
         for (sample, &i) in indices.iter().enumerate() {
-            if config.augment.is_identity() && !resized {
+            if config.augment.is_identity() && resize_to.is_none() {
                 data.extend_from_slice(dataset.item(i));
                 continue;
             }
@@ -347,15 +347,11 @@ fn build(
                 view as u64,
             ];
             let mut rng = StdRng::seed_from_u64(seed_for(&parts));
-            if resized {
-                let (h, w) = (
-                    view_shape[view_shape.len() - 2],
-                    view_shape[view_shape.len() - 1],
-                );
+            if let Some(size) = resize_to {
                 let augmented =
                     config
                         .augment
-                        .apply_sized(dataset.item(i), item_shape, (h, w), &mut rng)?;
+                        .apply_sized(dataset.item(i), item_shape, size, &mut rng)?;
                 data.extend_from_slice(&augmented);
             } else {
                 let start = data.len();
