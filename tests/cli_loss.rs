@@ -441,8 +441,8 @@ fn bad_inputs_exit_with_one_line_naming_the_problem() {
         &["nt_xent", "[6, 4]", "rank 2"],
     );
     fails(
-        &["nt_xent", "--features", three],
-        &["nt_xent", "(N, 2, d)", "[3, 3, 2]"],
+        &["clip", "--features", three],
+        &["clip", "(N, 2, d)", "[3, 3, 2]"],
     );
     fails(
         &["supcon", "--features", f, "--labels", labels4],

@@ -10,6 +10,7 @@ use contrastive::{Error, Float, GradCheckOptions, Result, Tensor, check_gradient
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
+use std::ops::RangeInclusive;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -90,12 +91,14 @@ impl Sample {
     }
 }
 
-/// How many views each loss takes; `None` means "1 or more".
-fn views_of(name: &str) -> Option<usize> {
+/// The view counts each loss takes (the tests draw from this range; the open-ended losses up to
+/// 3 or 4 views).
+fn views_of(name: &str) -> RangeInclusive<usize> {
     match name {
-        "supcon" | "uniform" => None,
-        "triplet" | "arora_logistic" | "arora_hinge" => Some(3),
-        _ => Some(2),
+        "supcon" | "uniform" => 1..=3,
+        "nt_xent" => 2..=4,
+        "triplet" | "arora_logistic" | "arora_hinge" => 3..=3,
+        _ => 2..=2,
     }
 }
 
@@ -125,7 +128,7 @@ fn log_uniform(rng: &mut StdRng, lo: f64, hi: f64) -> f64 {
 /// A random valid sample for `name`: N in 2..=6 (3..=6 where a smaller batch cannot have both
 /// a positive and a negative), d in 2..=5, scale 1e-3..1e3, random parameters.
 fn random_sample(name: &'static str, rng: &mut StdRng) -> Sample {
-    let v = views_of(name).unwrap_or_else(|| rng.random_range(1..=3));
+    let v = rng.random_range(views_of(name));
     let min_n = if name == "tabi" || (name == "supcon" && v == 1) {
         3
     } else {
@@ -361,6 +364,12 @@ fn nt_xent_of_orthonormal_identical_views() {
     assert!((got - exact).abs() < 1e-14, "{got} vs {exact}");
     // The stated value, rounded to 6 decimals (exact = 0.5944379...).
     assert!((got - 0.594438).abs() < 5e-7, "{got}");
+    // Three views: two positives at logit 2 (their mean is 2), nine negatives at 0.
+    let f = feats::<f64>(&orthonormal(4, 3, 4), 4, 3, 4);
+    let got = value("nt_xent", &f, None, &[("tau", "0.5")]);
+    let exact = -2.0 + (2.0 * 2f64.exp() + 9.0).ln();
+    assert!((got - exact).abs() < 1e-14, "{got} vs {exact}");
+    assert!((got - 1.168766).abs() < 5e-7, "{got}");
 }
 
 #[test]
@@ -555,15 +564,29 @@ fn dcl_and_hcl_without_debiasing_or_hardness_are_nt_xent() {
 }
 
 #[test]
-fn supcon_with_one_label_per_sample_and_two_views_is_nt_xent() {
+fn supcon_with_one_label_per_sample_is_nt_xent() {
     let mut rng = StdRng::seed_from_u64(2);
     for (n, d, tau) in [(2, 3, 0.5), (5, 4, 0.1), (6, 2, 1.0)] {
-        let f = gauss(&mut rng, n * 2 * d);
         let labels: Vec<i64> = (0..n as i64).map(|i| 7 * i - 3).collect();
-        let reference = run(&f, [n, 2, d], |x| losses::nt_xent(x, tau));
-        for den in [Denominator::All, Denominator::Negatives] {
-            let sup = run(&f, [n, 2, d], |x| losses::supcon(x, &labels, tau, den));
-            same(sup, reference.clone(), REDUCTION_TOL, den.name());
+        for v in 2..=4 {
+            let f = gauss(&mut rng, n * v * d);
+            let reference = run(&f, [n, v, d], |x| losses::nt_xent(x, tau));
+            // With two views both denominators agree; with more, `negatives` drops the other
+            // positives from each term's denominator and NT-Xent is the `all` form.
+            let dens: &[Denominator] = if v == 2 {
+                &[Denominator::All, Denominator::Negatives]
+            } else {
+                &[Denominator::All]
+            };
+            for &den in dens {
+                let sup = run(&f, [n, v, d], |x| losses::supcon(x, &labels, tau, den));
+                same(
+                    sup,
+                    reference.clone(),
+                    REDUCTION_TOL,
+                    &format!("V={v} {}", den.name()),
+                );
+            }
         }
     }
 }
@@ -875,20 +898,24 @@ fn wrong_rank_or_view_count_names_the_loss_and_the_shape() {
             "{name}: {e:?}"
         );
         assert!(msg.contains("[4, 2]"), "{msg}");
-        let wrong_v = match views_of(name) {
-            Some(3) => 2,
-            Some(_) => 3,
-            None => 0,
-        };
-        let (e, msg) = call(&Tensor::ones([4, wrong_v, 2]));
-        assert!(
-            matches!(e, Error::BadRank { op, .. } if op == name),
-            "{name}: {e:?}"
-        );
-        assert!(
-            msg.starts_with(name) && msg.contains(&format!("[4, {wrong_v}, 2]")),
-            "{msg}"
-        );
+        // One view too few (none for the losses that take a single view), one too many for
+        // the losses that take a fixed number.
+        let range = views_of(name);
+        let mut wrong = vec![range.start() - 1];
+        if range.start() == range.end() {
+            wrong.push(range.end() + 1);
+        }
+        for wrong_v in wrong {
+            let (e, msg) = call(&Tensor::ones([4, wrong_v, 2]));
+            assert!(
+                matches!(e, Error::BadRank { op, .. } if op == name),
+                "{name}: {e:?}"
+            );
+            assert!(
+                msg.starts_with(name) && msg.contains(&format!("[4, {wrong_v}, 2]")),
+                "{msg}"
+            );
+        }
     }
 }
 
@@ -960,7 +987,7 @@ fn unknown_names_parameters_and_bad_values_are_errors() {
         ("align", "alpha", "0"),
         ("triplet", "margin", "inf"),
     ] {
-        let v = views_of(name).unwrap_or(2);
+        let v = (*views_of(name).start()).max(2);
         let f = Tensor::<f64>::ones([4, v, 3]);
         let (labels, _, queue) = extras(name, 4, 3);
         let (_, msg) = error_of(
@@ -1069,19 +1096,23 @@ mod reference {
         out
     }
 
-    pub fn nt_xent(f: &[f64], n: usize, d: usize, tau: f64) -> f64 {
-        let z = rows(f, n, 2, d);
-        let r = 2 * n;
+    /// With `v` views: row i's positives are the rows of its sample in the other views.
+    pub fn nt_xent(f: &[f64], n: usize, v: usize, d: usize, tau: f64) -> f64 {
+        let z = rows(f, n, v, d);
+        let r = v * n;
         let mut total = 0.0;
         for i in 0..r {
-            let p = (i + n) % r;
             let mut denom = 0.0;
+            let mut positive = 0.0;
             for k in 0..r {
                 if k != i {
                     denom += (dot(&z[i], &z[k]) / tau).exp();
+                    if k % n == i % n {
+                        positive += dot(&z[i], &z[k]) / tau;
+                    }
                 }
             }
-            total += -dot(&z[i], &z[p]) / tau + denom.ln();
+            total += -positive / (v - 1) as f64 + denom.ln();
         }
         total / r as f64
     }
@@ -1218,8 +1249,20 @@ fn nt_xent_and_clip_match_the_reference() {
             dims,
             tau,
             |x| losses::nt_xent(x, tau),
-            |x| reference::nt_xent(x, n, d, tau),
+            |x| reference::nt_xent(x, n, 2, d, tau),
         );
+        // Three and four views: each anchor averages over its other views.
+        for v in [3, 4] {
+            let f = gauss(&mut rng, n * v * d);
+            agrees_with_reference(
+                &format!("nt_xent V={v}"),
+                &f,
+                [n, v, d],
+                tau,
+                |x| losses::nt_xent(x, tau),
+                |x| reference::nt_xent(x, n, v, d, tau),
+            );
+        }
         agrees_with_reference(
             "clip",
             &f,
@@ -1340,6 +1383,13 @@ fn fused_nt_xent_supcon_and_clip_match_the_composed_forms_in_both_regimes() {
                 run(&f, dims, |x| plain::nt_xent(x, tau)),
                 FUSED_TOL,
                 &what("nt_xent"),
+            );
+            let f3 = gauss(&mut rng, n * 3 * d);
+            same(
+                run(&f3, [n, 3, d], |x| losses::nt_xent_with(x, tau, mode)),
+                run(&f3, [n, 3, d], |x| plain::nt_xent(x, tau)),
+                FUSED_TOL,
+                &what("nt_xent V=3"),
             );
             same(
                 run(&f, dims, |x| losses::clip_with(x, tau, mode)),

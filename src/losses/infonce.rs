@@ -12,22 +12,29 @@ use crate::error::{Error, Result};
 use crate::ops::similarity::{Exclude, SimilarityMode};
 use crate::tensor::{Float, Tensor};
 
-/// SimCLR's NT-Xent (normalised temperature-scaled cross-entropy, InfoNCE over the 2N rows).
+/// The features shape NT-Xent takes, as its errors name it.
+pub(crate) const NT_XENT_SHAPE: &str = "features (N, V, d), V ≥ 2";
+
+/// SimCLR's NT-Xent (normalised temperature-scaled cross-entropy, InfoNCE over the VN rows).
 ///
-/// Features `(N, 2, d)`, `N ≥ 2`. With z the L2-normalised rows in view-major order and
-/// `s_ij = z_i·z_j/τ`, for each of the 2N anchors i with p(i) its other view:
+/// Features `(N, V, d)`, `N ≥ 2`, `V ≥ 2` views (SimCLR: 2). With z the L2-normalised rows in
+/// view-major order and `s_ij = z_i·z_j/τ`, for each of the VN anchors i with P(i) the other
+/// V − 1 views of its sample:
 ///
-/// `ℓ_i = −s_{i,p(i)} + log Σ_{k≠i} e^{s_ik}`, and the loss is `mean_i ℓ_i`.
+/// `ℓ_i = −(1/(V−1)) Σ_{p∈P(i)} s_ip + log Σ_{k≠i} e^{s_ik}`, and the loss is `mean_i ℓ_i`.
 ///
-/// The denominator holds the positive and the 2N − 2 negatives, never the anchor itself. The loss
-/// is not 0 for identical views (4 orthonormal samples at τ = 0.5 give 0.594438). This is
-/// SimCLR's paper `L`; the TF2 code reports twice this, SupContrast `τ/0.07` times this.
-/// Default τ = 0.5.
+/// With V = 2 that is SimCLR's `ℓ_i = −s_{i,p(i)} + log Σ_{k≠i} e^{s_ik}`: the denominator holds
+/// the positive and the 2N − 2 negatives, never the anchor itself. The loss is not 0 for
+/// identical views (4 orthonormal samples at τ = 0.5 give 0.594438). This is SimCLR's paper `L`;
+/// the TF2 code reports twice this, SupContrast `τ/0.07` times this. With more views it is
+/// SupContrast's `SupConLoss` without labels (every sample its own class, `L_out`), the
+/// multi-view SimCLR of multi-crop training. Default τ = 0.5.
 ///
 /// Memory is O(N·d): the log-sum-exp terms come from the fused
 /// [`Tensor::similarity_logsumexp`], which streams the similarity matrix past
 /// [`MATERIALIZE_LIMIT`](crate::ops::similarity::MATERIALIZE_LIMIT) entries, and the positives
-/// are N dot products. [`plain::nt_xent`](super::plain::nt_xent) is the composed N² form.
+/// are V(V−1)/2 · N dot products. [`plain::nt_xent`](super::plain::nt_xent) is the composed N²
+/// form.
 pub fn nt_xent<T: Float>(features: &Tensor<T>, tau: f64) -> Result<Tensor<T>> {
     nt_xent_with(features, tau, SimilarityMode::Auto)
 }
@@ -41,16 +48,20 @@ pub fn nt_xent_with<T: Float>(
 ) -> Result<Tensor<T>> {
     const LOSS: &str = "nt_xent";
     check_positive(LOSS, "tau", tau)?;
-    let dims = check_features(LOSS, features, Views::Exactly(2), 2, "features (N, 2, d)")?;
-    let n = dims.n;
-    let z = rows(features, dims)?.normalize(1)?; // (2N, d)
-    let lse = z.similarity_logsumexp_with(&z, 1.0 / tau, Exclude::Diagonal, mode)?; // (2N)
-    // mean over the 2N anchors of s_{i,p(i)}: each pair appears twice, so Σ_j z0_j·z1_j/(Nτ).
-    let pos = z
-        .narrow(0, 0, n)?
-        .mul(&z.narrow(0, n, n)?)?
-        .sum_all()?
-        .mul_scalar(1.0 / (n as f64 * tau));
+    let dims = check_features(LOSS, features, Views::AtLeast(2), 2, NT_XENT_SHAPE)?;
+    let (n, v) = (dims.n, dims.v);
+    let z = rows(features, dims)?.normalize(1)?; // (VN, d)
+    let lse = z.similarity_logsumexp_with(&z, 1.0 / tau, Exclude::Diagonal, mode)?; // (VN)
+    // The mean over the VN anchors of their mean positive similarity: every pair of views (a, b)
+    // of a sample appears twice, so 2 Σ_{a<b} Σ_j z_aj·z_bj / (VN(V−1)τ) (V = 2: Σ_j z0_j·z1_j/(Nτ)).
+    let view = |a: usize| z.narrow(0, a * n, n);
+    let mut pairs = view(0)?.mul(&view(1)?)?.sum_all()?;
+    for a in 0..v {
+        for b in (a + 1).max(2)..v {
+            pairs = pairs.add(&view(a)?.mul(&view(b)?)?.sum_all()?)?;
+        }
+    }
+    let pos = pairs.mul_scalar(2.0 / ((v * n * (v - 1)) as f64 * tau));
     lse.mean_all()?.sub(&pos)
 }
 

@@ -24,7 +24,7 @@
 //!
 //! | name | V | labels | per anchor i (then mean) | defaults |
 //! |---|---|---|---|---|
-//! | [`nt_xent`] | 2 | – | `−s_{i,p(i)} + log Σ_{k≠i} e^{s_ik}`, p(i) the other view of i | τ = 0.5 |
+//! | [`nt_xent`] | ≥ 2 | – | `−s_{i,p(i)} + log Σ_{k≠i} e^{s_ik}`, p(i) the other view of i; with V > 2 views the mean of `s_ip` over i's V − 1 other views | τ = 0.5 |
 //! | [`supcon`](fn@supcon) | ≥ 1 | yes | `−(1/\|P(i)\|) Σ_{p∈P(i)} [s_ip − log Σ_{k≠i} e^{s_ik}]`, P(i) the other rows with i's label; `denominator = negatives`: only `s_ip` and other-label rows in the log-sum | τ = 0.1, denominator = all |
 //! | [`spread`] | 2 | yes | `(1−α)·supcon_i + α·cNCE_i`, `cNCE_i = −s_{i,p(i)} + log Σ_{k≠i, y_k=y_i} e^{s_ik}` | τ = 0.5, α = 0.5 |
 //! | [`tabi`] | 2 (query, entity) | entity ids + type ids | `τ·[α·L_type + (1−α)·L_ent]`, both supcon with `denominator = negatives`; type −1 = untyped | τ = 0.05, α = 0.1 |

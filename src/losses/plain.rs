@@ -6,25 +6,35 @@
 //! errors, same conventions (see the [module docs](super)).
 
 use super::common::{
-    Views, check_features, check_labels, check_positive, masked_logsumexp, partner, pick,
-    row_labels, rows, similarities, view,
+    Views, check_features, check_labels, check_positive, masked_logsumexp, pick, row_labels, rows,
+    similarities, view,
 };
+use super::infonce::NT_XENT_SHAPE;
 use super::supcon::{Denominator, supcon_core};
 use crate::error::Result;
 use crate::tensor::{Float, Tensor};
 
-/// NT-Xent over the materialised `(2N, 2N)` matrix: `mean_i [−s_{i,p(i)} + log Σ_{k≠i} e^{s_ik}]`.
-/// See [`super::nt_xent`].
+/// NT-Xent over the materialised `(VN, VN)` matrix:
+/// `mean_i [−(1/(V−1)) Σ_{p∈P(i)} s_ip + log Σ_{k≠i} e^{s_ik}]`, P(i) the other views of i's
+/// sample (V = 2: the one partner). See [`super::nt_xent`].
 pub fn nt_xent<T: Float>(features: &Tensor<T>, tau: f64) -> Result<Tensor<T>> {
     const LOSS: &str = "nt_xent";
     check_positive(LOSS, "tau", tau)?;
-    let dims = check_features(LOSS, features, Views::Exactly(2), 2, "features (N, 2, d)")?;
+    let dims = check_features(LOSS, features, Views::AtLeast(2), 2, NT_XENT_SHAPE)?;
     let z = rows(features, dims)?.normalize(1)?;
     let s = similarities(&z, tau)?;
-    let r = 2 * dims.n;
+    let (n, r) = (dims.n, dims.v * dims.n);
     let keep: Vec<bool> = (0..r * r).map(|ik| ik / r != ik % r).collect();
     let lse = masked_logsumexp(&s, &keep)?;
-    let pos = pick(&s, &partner(dims.n))?;
+    // Row i's positives sit at i + n, i + 2n, … (mod VN); V = 2: the one partner.
+    let positive = |offset: usize| -> Vec<usize> { (0..r).map(|i| (i + offset * n) % r).collect() };
+    let mut pos = pick(&s, &positive(1))?;
+    for offset in 2..dims.v {
+        pos = pos.add(&pick(&s, &positive(offset))?)?;
+    }
+    if dims.v > 2 {
+        pos = pos.div_scalar((dims.v - 1) as f64);
+    }
     lse.sub(&pos)?.mean_all()
 }
 
