@@ -196,6 +196,18 @@ fn a_cnn_trains_on_views_smaller_than_its_images_and_evaluates_whole_images() {
     assert!(saved.contains("view_size = [6]"), "{saved}");
 }
 
+#[test]
+fn simclr_trains_on_more_than_two_views() {
+    let dir = temp_dir("views");
+    let outcome = run::train(&small(&["data.views=3", "train.epochs=3"]), &options(&dir)).unwrap();
+    assert_eq!(outcome.status, RunStatus::Finished);
+    let metrics = std::fs::read_to_string(dir.join(METRICS)).unwrap();
+    let first: f64 = field(metrics.lines().next().unwrap(), "loss");
+    let last: f64 = field(metrics.lines().last().unwrap(), "loss");
+    assert!(last < first, "the loss should fall: {first} → {last}");
+    assert!(outcome.evaluation.unwrap().probe.unwrap().test_accuracy > 0.8);
+}
+
 fn collapse(dir: &Path, config: &Config) -> (f64, f64, f64) {
     let e = run::train(config, &options(dir))
         .unwrap()
