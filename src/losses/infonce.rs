@@ -55,6 +55,7 @@ pub fn nt_xent_with<T: Float>(
     // The mean over the VN anchors of their mean positive similarity: every pair of views (a, b)
     // of a sample appears twice, so 2 Σ_{a<b} Σ_j z_aj·z_bj / (VN(V−1)τ) (V = 2: Σ_j z0_j·z1_j/(Nτ)).
     let view = |a: usize| z.narrow(0, a * n, n);
+    // The pair (0, 1) starts the sum; the loop adds every other pair a < b.
     let mut pairs = view(0)?.mul(&view(1)?)?.sum_all()?;
     for a in 0..v {
         for b in (a + 1).max(2)..v {
