@@ -3,7 +3,8 @@ the claim outside the crate's engine.
 
 Same recipe as the config: the `cnn_step` CNN of shared/BENCHMARKS.md (conv 32-64-128, 3×3,
 batch norm, ReLU, 2×2 max-pool after the first two blocks, global average pool), a 128→128→64
-projector (batch norm on its hidden layer with --projector-bn), NT-Xent τ = 0.1, Adam lr 1e-3,
+projector (batch norm on its hidden layer with --projector-bn, on its output with
+--projector-out-bn), NT-Xent τ = 0.1, Adam lr 1e-3,
 batch 256 (last partial batch dropped), cosine decay to 0 over the run; views: random resized
 crop of scale 0.3–1 and ratio 3/4–4/3 resampled straight to --view-size pixels (bilinear,
 align_corners = False), horizontal flip, brightness and contrast jitter 0.4. Evaluation: the
@@ -26,6 +27,7 @@ p.add_argument("--epochs", type=int, default=40)
 p.add_argument("--seed", type=int, default=0)
 p.add_argument("--view-size", type=int, default=28)
 p.add_argument("--projector-bn", action="store_true")
+p.add_argument("--projector-out-bn", action="store_true")
 p.add_argument("--tau", type=float, default=0.1)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--data", default="/usr/share/datasets/fashion-mnist/")
@@ -83,7 +85,8 @@ def block(i, o, pool):
 encoder = nn.Sequential(*block(1, 32, True), *block(32, 64, True), *block(64, 128, False),
                         nn.AdaptiveAvgPool2d(1), nn.Flatten())
 hidden = [nn.Linear(128, 128)] + ([nn.BatchNorm1d(128)] if args.projector_bn else [])
-head = nn.Sequential(*hidden, nn.ReLU(), nn.Linear(128, 64))
+head = nn.Sequential(*hidden, nn.ReLU(), nn.Linear(128, 64),
+                     *([nn.BatchNorm1d(64)] if args.projector_out_bn else []))
 opt = torch.optim.Adam(list(encoder.parameters()) + list(head.parameters()), lr=1e-3)
 B = 256
 steps_per_epoch = len(xtr) // B

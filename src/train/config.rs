@@ -175,6 +175,11 @@ const SCHEMA: &[(&str, &str, &str)] = &[
         "batch norm after each hidden layer of the projection head",
     ),
     (
+        "model.projector_output_norm",
+        "false",
+        "batch norm on the projection head's output, as SimCLR's head has",
+    ),
+    (
         "loss.name",
         "\"nt_xent\"",
         "any loss of `contrastive loss --list`",

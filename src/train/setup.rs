@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::eval::Coarsening;
 use crate::losses::Loss;
 use crate::nn::{
-    Activation, ConvEncoder, EncoderHead, Flatten, Identity, Mlp, ProjectionHead, Sequential,
+    Activation, BatchNorm, ConvEncoder, EncoderHead, Flatten, Identity, Mlp, ProjectionHead,
+    Sequential,
 };
 use crate::optim::{Adam, Constant, Lars, LinearWarmupCosine, LrSchedule, Optimizer, Sgd};
 use rand::SeedableRng;
@@ -226,17 +227,25 @@ pub fn build_model(config: &Config, item_shape: &[usize]) -> Result<(EncoderHead
         return Err(Error::invalid("config", "model.widths is empty"));
     }
     let projector = config.usize_list("model.projector")?;
-    let head: Sequential<f32> = match projector.len() {
+    let mut head: Sequential<f32> = match projector.len() {
         0 => Sequential::new().with(Identity),
         1 => ProjectionHead::linear(out, projector[0], &mut rng)?,
         _ => {
             let mut all = vec![out];
             all.extend(&projector);
-            // SimCLR's non-linear head, Linear–[BatchNorm]–ReLU–…–Linear.
+            // SimCLR's non-linear head, Linear–[BatchNorm]–ReLU–…–Linear[–BatchNorm].
             let batch_norm = config.bool("model.projector_batch_norm")?;
             Mlp::new(&all, Activation::Relu, batch_norm, &mut rng)?
         }
     };
+    if config.bool("model.projector_output_norm")? {
+        let Some(&width) = projector.last() else {
+            let msg = "model.projector_output_norm needs a projection head (model.projector is [])";
+            return Err(Error::invalid("config", msg));
+        };
+        // Standardising every output coordinate over the batch keeps all of them in use.
+        head.push(BatchNorm::new_1d(width)?);
+    }
     Ok((EncoderHead::new(encoder, head), out))
 }
 
@@ -352,5 +361,34 @@ mod tests {
             with_bn.contains(&"head.layers.1.running_mean".to_string()),
             "{with_bn:?}"
         );
+        // Linear(0)–ReLU(1)–Linear(2)–BatchNorm(3); with hidden batch norm the output's is 4.
+        let output_bn = buffers(&["model.projector_output_norm=true"]);
+        assert_eq!(
+            output_bn
+                .iter()
+                .filter(|n| n.starts_with("head."))
+                .collect::<Vec<_>>(),
+            [
+                "head.layers.3.running_mean",
+                "head.layers.3.running_var",
+                "head.layers.3.num_batches_tracked"
+            ],
+            "{output_bn:?}"
+        );
+        let both = buffers(&[
+            "model.projector_batch_norm=true",
+            "model.projector_output_norm=true",
+        ]);
+        assert!(
+            both.contains(&"head.layers.4.running_var".to_string()),
+            "{both:?}"
+        );
+        let e = build_model(
+            &config(&["model.projector=[]", "model.projector_output_norm=true"]),
+            &shape,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("needs a projection head"), "{e}");
     }
 }
