@@ -179,14 +179,14 @@ fn supcon_on_digits_keeps_its_class_means_in_a_cone_at_tau_0_1() {
 }
 
 /// Issue 4: SimCLR on Fashion-MNIST with the `cnn_step` CNN in a 10-minute budget on 2 cores
-/// (the shipped configuration: 16×16 views, 40 epochs, seed 0). The issue's goal is a probe of
-/// 88%; the CLI measured 88.02% for seed 0 (seeds 1–4: 87.73 / 87.75 / 87.67 / 87.66%; 87.33%
-/// mean with full-size views for 17 epochs), so the assertion is 87.5%. The time is printed,
-/// not asserted (machines differ; the budget is checked with the CLI run in the README). Needs
-/// `apt-get install dataset-fashion-mnist`.
+/// (the shipped configuration: 16×16 views, τ = 0.15, 40 epochs, seed 0). The issue's goal is a
+/// probe of 88%; the CLI measured 88.04% for seed 0 (seeds 1–4: 88.06 / 88.10 / 88.26 / 87.93%,
+/// mean 88.08%), on 1 thread and on 2 alike. Another CPU may take other SIMD paths and land a
+/// few hundredths away. The time is printed, not asserted (machines differ; the budget is
+/// checked with the CLI run in the README). Needs `apt-get install dataset-fashion-mnist`.
 #[test]
 #[ignore = "ten minutes: SimCLR on Fashion-MNIST (apt-get install dataset-fashion-mnist)"]
-fn simclr_on_fashion_mnist_reaches_87_5_percent() {
+fn simclr_on_fashion_mnist_reaches_88_percent() {
     let start = Instant::now();
     let e = train(&config("fashion_mnist_cnn.toml", &[]))
         .evaluation
@@ -197,5 +197,5 @@ fn simclr_on_fashion_mnist_reaches_87_5_percent() {
         e.knn.accuracy,
         start.elapsed().as_secs_f64()
     );
-    assert!(probe >= 0.875, "probe {probe}");
+    assert!(probe >= 0.88, "probe {probe}");
 }
