@@ -233,7 +233,7 @@ pub fn build_model(config: &Config, item_shape: &[usize]) -> Result<(EncoderHead
         _ => {
             let mut all = vec![out];
             all.extend(&projector);
-            // SimCLR's non-linear head, Linear–[BatchNorm]–ReLU–…–Linear[–BatchNorm].
+            // SimCLR's non-linear head, Linear–[BatchNorm]–ReLU–…–Linear.
             let batch_norm = config.bool("model.projector_batch_norm")?;
             Mlp::new(&all, Activation::Relu, batch_norm, &mut rng)?
         }
@@ -243,7 +243,8 @@ pub fn build_model(config: &Config, item_shape: &[usize]) -> Result<(EncoderHead
             let msg = "model.projector_output_norm needs a projection head (model.projector is [])";
             return Err(Error::invalid("config", msg));
         };
-        // Standardising every output coordinate over the batch keeps all of them in use.
+        // SimCLR's head ends in batch norm too: standardising every output coordinate over the
+        // batch keeps all of them in use.
         head.push(BatchNorm::new_1d(width)?);
     }
     Ok((EncoderHead::new(encoder, head), out))
