@@ -8,31 +8,11 @@ use contrastive::data::npy;
 use contrastive::losses::{self, LossInputs};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
-/// A scratch folder, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(test: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!(
-            "contrastive-cli-loss-{}-{test}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+mod common;
+use common::Scratch;
 
 fn oracle(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_contrastive"))
@@ -179,7 +159,7 @@ fn run_oracle(
     set: &[&str],
     as_f32: bool,
 ) -> (f64, Vec<f64>, Vec<f64>) {
-    let (f_path, g_path, l_path) = (dir.path("f.npy"), dir.path("g.npy"), dir.path("l.npy"));
+    let (f_path, g_path, l_path) = (dir.join("f.npy"), dir.join("g.npy"), dir.join("l.npy"));
     let used: Vec<f64> = if as_f32 {
         let f32s: Vec<f32> = features.iter().map(|&x| x as f32).collect();
         npy::write_f32(&f_path, &dims, &f32s).unwrap();
@@ -303,7 +283,7 @@ fn oracle_matches_the_library_and_plain_loop_formulas_in_value_and_gradient() {
 fn oracle_prints_one_json_object_with_its_parameters_and_reads_every_input_kind() {
     let dir = Scratch::new("json");
     let mut rng = StdRng::seed_from_u64(8);
-    let f = dir.path("f.npy");
+    let f = dir.join("f.npy");
     npy::write_f64(&f, &[4, 2, 4], &gauss(&mut rng, 32)).unwrap();
     let out = oracle(&["nt_xent", "--features", p(&f)]);
     let stdout = String::from_utf8(out.stdout).unwrap();
@@ -314,7 +294,7 @@ fn oracle_prints_one_json_object_with_its_parameters_and_reads_every_input_kind(
     );
 
     // tabi reads entity ids (--labels, int64) and type ids (--types, −1 = untyped).
-    let (labels, types) = (dir.path("e.npy"), dir.path("t.npy"));
+    let (labels, types) = (dir.join("e.npy"), dir.join("t.npy"));
     npy::write_i64(&labels, &[4], &[0, 1, 0, 2]).unwrap();
     npy::write_i64(&types, &[4], &[0, -1, 0, 1]).unwrap();
     let out = oracle(&[
@@ -340,7 +320,7 @@ fn oracle_prints_one_json_object_with_its_parameters_and_reads_every_input_kind(
     );
 
     // moco reads a (K, d) queue; supcon reports its denominator as a string.
-    let queue = dir.path("q.npy");
+    let queue = dir.join("q.npy");
     npy::write_f32(&queue, &[5, 4], &[0.5f32; 20]).unwrap();
     let out = oracle(&["moco", "--features", p(&f), "--queue", p(&queue)]);
     assert!(
@@ -409,13 +389,13 @@ fn bad_inputs_exit_with_one_line_naming_the_problem() {
     let dir = Scratch::new("errors");
     let mut rng = StdRng::seed_from_u64(9);
     let (f, flat, three, labels4, labels2d, floats, bad) = (
-        dir.path("f.npy"),
-        dir.path("flat.npy"),
-        dir.path("three.npy"),
-        dir.path("l4.npy"),
-        dir.path("l2d.npy"),
-        dir.path("floats.npy"),
-        dir.path("bad.npy"),
+        dir.join("f.npy"),
+        dir.join("flat.npy"),
+        dir.join("three.npy"),
+        dir.join("l4.npy"),
+        dir.join("l2d.npy"),
+        dir.join("floats.npy"),
+        dir.join("bad.npy"),
     );
     npy::write_f64(&f, &[3, 2, 4], &gauss(&mut rng, 24)).unwrap();
     npy::write_f64(&flat, &[6, 4], &gauss(&mut rng, 24)).unwrap();

@@ -11,15 +11,10 @@ use contrastive::data::{
 };
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// A fresh folder for one test's files.
-fn tmp(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("contrastive-data-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::Scratch;
 
 /// The `(file, at, message)` of a corrupt-data error; fails the test for any other result.
 fn data_error<T: std::fmt::Debug>(result: contrastive::Result<T>) -> (String, u64, String) {
@@ -117,7 +112,7 @@ fn digits_loads_1797_rows_in_ten_classes_split_360() {
 
 #[test]
 fn digits_rejects_bad_rows_with_offsets() {
-    let dir = tmp("digits");
+    let dir = Scratch::new("digits");
     let row = |last: &str| format!("{}{last}\n", "0,".repeat(64));
     let cases = [
         (
@@ -154,7 +149,7 @@ fn idx_bytes(type_code: u8, dims: &[u32], values: &[u8]) -> Vec<u8> {
 
 #[test]
 fn idx_round_trips_raw_and_gzip() {
-    let dir = tmp("idx");
+    let dir = Scratch::new("idx");
     let pixels: Vec<u8> = (0..18).map(|i| (i * 15) as u8).collect();
     let images = idx_bytes(8, &[3, 2, 3], &pixels);
     let labels = idx_bytes(8, &[3], &[4, 0, 9]);
@@ -178,7 +173,7 @@ fn idx_round_trips_raw_and_gzip() {
 
 #[test]
 fn idx_rejects_every_corruption_with_offsets() {
-    let dir = tmp("idx-bad");
+    let dir = Scratch::new("idx-bad");
     let pixels = vec![1u8; 18];
     let labels = dir.join("lab");
     std::fs::write(&labels, idx_bytes(8, &[3], &[1, 2, 3])).unwrap();
@@ -255,7 +250,7 @@ fn cifar_record(label: u8, fill: impl Fn(usize) -> u8) -> Vec<u8> {
 
 #[test]
 fn cifar_reads_records_and_rejects_corruption() {
-    let dir = tmp("cifar");
+    let dir = Scratch::new("cifar");
     let a = [
         cifar_record(3, |i| (i % 256) as u8),
         cifar_record(9, |i| (i / 1024) as u8 * 100),
@@ -304,7 +299,7 @@ fn cifar_reads_records_and_rejects_corruption() {
 
 #[test]
 fn npy_round_trips_each_type_and_matches_numpy_layout() {
-    let dir = tmp("npy");
+    let dir = Scratch::new("npy");
     let p = dir.join("a.npy");
     npy::write_f64(&p, &[2, 3], &[1.0, -2.5, 3.0, 1e-300, f64::MAX, 0.0]).unwrap();
     let a = npy::read(&p).unwrap();

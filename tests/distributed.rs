@@ -13,8 +13,12 @@ use contrastive::train::{Config, RunOptions, RunStatus};
 use contrastive::{GradCheckOptions, Result, Tensor, check_gradients};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+
+mod common;
+use common::Scratch;
 
 #[test]
 fn collectives_gather_in_rank_order_and_sum_the_same_bits_everywhere() {
@@ -209,11 +213,9 @@ fn tiny() -> Config {
     c
 }
 
-fn options(name: &str) -> RunOptions {
-    let dir = std::env::temp_dir().join(format!("contrastive-dp-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+fn options(dir: &Path) -> RunOptions {
     RunOptions {
-        run_dir: dir,
+        run_dir: dir.to_path_buf(),
         resume: false,
         progress: false,
         stop: None,
@@ -232,9 +234,10 @@ fn checkpoint_values(options: &RunOptions) -> Vec<f64> {
 #[test]
 fn the_training_loop_over_two_ranks_matches_one_process() {
     let config = tiny();
-    let one = options("one");
+    let (one_dir, two_dir) = (Scratch::new("one"), Scratch::new("two"));
+    let one = options(&one_dir);
     let outcome = run::train_with(&config, &one, solo()).unwrap();
-    let two = options("two");
+    let two = options(&two_dir);
     let outcomes =
         ThreadGroup::run(2, |comm| run::train_with(&config, &two, comm).unwrap()).unwrap();
     assert!(outcomes.iter().all(|o| o.status == RunStatus::Finished));
@@ -245,17 +248,15 @@ fn the_training_loop_over_two_ranks_matches_one_process() {
     assert!(diff < 1e-6, "parameters differ by {diff:e}");
     // The mean loss of the epoch, in f32 arithmetic on both sides.
     assert!((outcome.last_loss - outcomes[1].last_loss).abs() < 1e-5);
-    for o in [one, two] {
-        let _ = std::fs::remove_dir_all(&o.run_dir);
-    }
 }
 
 #[test]
 fn a_stop_on_one_rank_stops_all_at_the_same_step_and_resumes_exactly() {
     let config = tiny();
-    let whole = options("whole");
+    let (whole_dir, split_dir) = (Scratch::new("whole"), Scratch::new("split"));
+    let whole = options(&whole_dir);
     ThreadGroup::run(2, |comm| run::train_with(&config, &whole, comm).unwrap()).unwrap();
-    let split = options("split");
+    let split = options(&split_dir);
     let stopped = ThreadGroup::run(2, |comm| {
         // Only rank 1 is asked to stop (its flag is already set): rank 0 must stop with it.
         let mut o = split.clone();
@@ -272,7 +273,4 @@ fn a_stop_on_one_rank_stops_all_at_the_same_step_and_resumes_exactly() {
     ThreadGroup::run(2, |comm| run::train_with(&config, &resumed, comm).unwrap()).unwrap();
     // Same bits: the stop and the resume change nothing in what the ranks compute.
     assert_eq!(checkpoint_values(&whole), checkpoint_values(&split));
-    for o in [whole, split] {
-        let _ = std::fs::remove_dir_all(&o.run_dir);
-    }
 }

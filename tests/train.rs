@@ -5,15 +5,12 @@
 use contrastive::train::checkpoint;
 use contrastive::train::run::{self, CHECKPOINT, METRICS};
 use contrastive::train::{Config, RunOptions, RunStatus};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("contrastive-train-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+mod common;
+use common::Scratch;
 
 /// A small, fast run: MLP 64→64, projector →32, 4 epochs of 5 batches.
 fn small(overrides: &[&str]) -> Config {
@@ -53,7 +50,7 @@ fn model_bits(dir: &Path) -> Vec<(String, Vec<u32>)> {
 
 #[test]
 fn a_run_writes_its_folder_and_evaluates() {
-    let dir = temp_dir("folder");
+    let dir = Scratch::new("folder");
     let outcome = run::train(&small(&[]), &options(&dir)).unwrap();
     assert_eq!(outcome.status, RunStatus::Finished);
     for f in [
@@ -99,11 +96,11 @@ fn field(line: &str, key: &str) -> f64 {
 
 #[test]
 fn resuming_after_a_checkpoint_or_an_interrupt_reproduces_the_uninterrupted_run() {
-    let full_dir = temp_dir("full");
+    let full_dir = Scratch::new("full");
     run::train(&small(&[]), &options(&full_dir)).unwrap();
 
     // Interrupt after the very first step (the stop flag is already set), then resume.
-    let dir = temp_dir("interrupted");
+    let dir = Scratch::new("interrupted");
     let stop = Arc::new(AtomicBool::new(true));
     let mut opts = options(&dir);
     opts.stop = Some(stop.clone());
@@ -138,7 +135,7 @@ fn resuming_after_a_checkpoint_or_an_interrupt_reproduces_the_uninterrupted_run(
 
 #[test]
 fn a_diverging_run_stops_with_the_step_number() {
-    let dir = temp_dir("nan");
+    let dir = Scratch::new("nan");
     // SGD at 1e30: the first update sends the weights to ~1e30, the next forward overflows.
     let config = small(&["optim.name=sgd", "optim.lr=1e30", "optim.momentum=0"]);
     let e = run::train(&config, &options(&dir)).unwrap_err().to_string();
@@ -150,7 +147,7 @@ fn a_diverging_run_stops_with_the_step_number() {
 
 #[test]
 fn bad_configurations_are_errors_naming_the_key() {
-    let dir = temp_dir("bad");
+    let dir = Scratch::new("bad");
     for (assignment, expected) in [
         ("data.name=mnist", "data.name"),
         ("model.encoder=transformer", "model.encoder"),
@@ -180,7 +177,7 @@ fn bad_configurations_are_errors_naming_the_key() {
 
 #[test]
 fn a_cnn_trains_on_views_smaller_than_its_images_and_evaluates_whole_images() {
-    let dir = temp_dir("view-size");
+    let dir = Scratch::new("view-size");
     let config = small(&[
         "model.encoder=\"cnn\"",
         "model.widths=[8, 16]",
@@ -198,7 +195,7 @@ fn a_cnn_trains_on_views_smaller_than_its_images_and_evaluates_whole_images() {
 
 #[test]
 fn simclr_trains_on_more_than_two_views() {
-    let dir = temp_dir("views");
+    let dir = Scratch::new("views");
     let outcome = run::train(&small(&["data.views=3", "train.epochs=3"]), &options(&dir)).unwrap();
     assert_eq!(outcome.status, RunStatus::Finished);
     let metrics = std::fs::read_to_string(dir.join(METRICS)).unwrap();
@@ -226,9 +223,9 @@ fn collapse(dir: &Path, config: &Config) -> (f64, f64, f64) {
 #[test]
 fn claims_point_the_right_way_after_a_few_epochs() {
     let epochs = "train.epochs=15";
-    let (simclr_var, simclr_probe, _) = collapse(&temp_dir("c-simclr"), &small(&[epochs]));
+    let (simclr_var, simclr_probe, _) = collapse(&Scratch::new("c-simclr"), &small(&[epochs]));
     let (supcon_var, supcon_probe, _) = collapse(
-        &temp_dir("c-supcon"),
+        &Scratch::new("c-supcon"),
         &small(&[epochs, "loss.name=supcon", "loss.params=tau=0.1"]),
     );
     // The full runs show ≥ 5×; after 15 epochs 2× is already clear.
@@ -243,7 +240,7 @@ fn claims_point_the_right_way_after_a_few_epochs() {
 
     let coarse = ["data.coarse=halves", epochs];
     let (sc_var, _, sc_coarse) = collapse(
-        &temp_dir("c-supcon-coarse"),
+        &Scratch::new("c-supcon-coarse"),
         &small(&[
             coarse[0],
             coarse[1],
@@ -252,7 +249,7 @@ fn claims_point_the_right_way_after_a_few_epochs() {
         ]),
     );
     let (sp_var, _, _) = collapse(
-        &temp_dir("c-spread-coarse"),
+        &Scratch::new("c-spread-coarse"),
         &small(&[
             coarse[0],
             coarse[1],
