@@ -6,8 +6,9 @@ batch norm, ReLU, 2×2 max-pool after the first two blocks, global average pool)
 projector (batch norm on its hidden layer with --projector-bn, on its output with
 --projector-out-bn), NT-Xent at --tau (the config: 0.15), Adam lr 1e-3,
 batch 256 (last partial batch dropped), cosine decay to 0 over the run; views: random resized
-crop of scale 0.3–1 and ratio 3/4–4/3 resampled straight to --view-size pixels (bilinear,
-align_corners = False), horizontal flip, brightness and contrast jitter 0.4. Evaluation: the
+crop of scale 0.3–1 and ratio 3/4–4/3 drawn as torchvision draws it (--crop, below) and
+resampled straight to --view-size pixels (bilinear within the box, align_corners = False: the
+crate's crop to 1e-6), horizontal flip, brightness and contrast jitter 0.4. Evaluation: the
 encoder output of the whole 28×28 images, standardised with the training mean and standard
 deviation, multinomial logistic regression with λ = 1/(C·N), C = 1, by L-BFGS.
 
@@ -30,6 +31,7 @@ p.add_argument("--projector-bn", action="store_true")
 p.add_argument("--projector-out-bn", action="store_true")
 p.add_argument("--tau", type=float, default=0.1)
 p.add_argument("--threads", type=int, default=2)
+p.add_argument("--crop", choices=["torchvision", "clamp"], default="torchvision")
 p.add_argument("--data", default="/usr/share/datasets/fashion-mnist/")
 args = p.parse_args()
 torch.set_num_threads(args.threads)
@@ -53,23 +55,44 @@ xtr, ytr = images("train-images-idx3-ubyte.gz"), labels("train-labels-idx1-ubyte
 xte, yte = images("t10k-images-idx3-ubyte.gz"), labels("t10k-labels-idx1-ubyte.gz")
 
 
+def crop_boxes(n):
+    """Random resized crop boxes (top, left, height, width) of scale 0.3-1, ratio 3/4-4/3.
+
+    `torchvision` (the default, and what the crate does): torchvision's RandomResizedCrop, up to
+    10 draws per image until the box fits, else the whole image. `clamp` (this script's draw up
+    to session 7): one draw, its sides clamped to the image, which turns the draws that do not
+    fit into tall or wide boxes of (nearly) full height or width.
+    """
+    tries = 10 if args.crop == "torchvision" else 1
+    area = torch.empty(n, tries).uniform_(0.3, 1.0) * 784
+    ratio = torch.empty(n, tries).uniform_(math.log(3 / 4), math.log(4 / 3)).exp()
+    bw, bh = (area * ratio).sqrt().round(), (area / ratio).sqrt().round()
+    if args.crop == "torchvision":
+        fits = (bw >= 1) & (bw <= 28) & (bh >= 1) & (bh <= 28)
+        first = fits.int().argmax(1, keepdim=True)  # the first draw that fits
+        bw, bh = bw.gather(1, first)[:, 0], bh.gather(1, first)[:, 0]
+        none = ~fits.any(1)
+        bw[none], bh[none] = 28.0, 28.0
+    else:
+        bw, bh = bw[:, 0].clamp(1, 28), bh[:, 0].clamp(1, 28)
+    top = (torch.rand(n) * (28 - bh + 1)).floor()
+    left = (torch.rand(n) * (28 - bw + 1)).floor()
+    return top, left, bh, bw
+
+
 def augment(x, size):
     """Random resized crop straight to size × size, flip, brightness/contrast jitter 0.4."""
     n = x.shape[0]
-    area = torch.empty(n).uniform_(0.3, 1.0)
-    ratio = torch.empty(n).uniform_(math.log(3 / 4), math.log(4 / 3)).exp()
-    bw = (area * 784 * ratio).sqrt().round().clamp(1, 28)
-    bh = (area * 784 / ratio).sqrt().round().clamp(1, 28)
-    top = (torch.rand(n) * (28 - bh + 1)).floor()
-    left = (torch.rand(n) * (28 - bw + 1)).floor()
-    # The affine grid maps the output's [-1, 1] onto the box (pixel edges at ±1).
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = bw / 28
-    theta[:, 0, 2] = (left + bw / 2) / 28 * 2 - 1
-    theta[:, 1, 1] = bh / 28
-    theta[:, 1, 2] = (top + bh / 2) / 28 * 2 - 1
-    grid = F.affine_grid(theta, (n, 1, size, size), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    top, left, bh, bw = crop_boxes(n)
+    # Bilinear resampling of the box alone, pixel centres aligned as with align_corners = False
+    # and source coordinates clamped to the box (the crate's crop_resize): the grid addresses
+    # pixel centres of the whole image (align_corners = True), so no tap leaves the box.
+    o = torch.arange(size, dtype=torch.float32) + 0.5
+    sy = (o[None] * bh[:, None] / size - 0.5).clamp_min(0).minimum(bh[:, None] - 1) + top[:, None]
+    sx = (o[None] * bw[:, None] / size - 0.5).clamp_min(0).minimum(bw[:, None] - 1) + left[:, None]
+    grid = torch.stack([(2 * sx / 27 - 1)[:, None, :].expand(n, size, size),
+                        (2 * sy / 27 - 1)[:, :, None].expand(n, size, size)], dim=3)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=True)
     flip = torch.rand(n) < 0.5
     x = torch.where(flip[:, None, None, None], x.flip(3), x)
     x = x * torch.empty(n, 1, 1, 1).uniform_(0.6, 1.4)
