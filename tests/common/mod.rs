@@ -1,6 +1,4 @@
-//! Helpers shared by the integration-test binaries (each compiles this module on its own and
-//! uses part of it).
-#![allow(dead_code)]
+//! Helpers shared by the integration-test binaries (each compiles this module on its own).
 
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
