@@ -2,9 +2,11 @@
 //! resumption (after a checkpoint and after an interrupt), the NaN stop, bad configurations, and
 //! short versions of the seed's claims that assert the direction of each effect.
 
-use contrastive::train::checkpoint;
+use contrastive::nn::{Module, load_safetensors, save_safetensors};
+use contrastive::tensor::Tensor;
 use contrastive::train::run::{self, CHECKPOINT, METRICS};
 use contrastive::train::{Config, RunOptions, RunStatus};
+use contrastive::train::{checkpoint, setup};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -136,13 +138,87 @@ fn resuming_after_a_checkpoint_or_an_interrupt_reproduces_the_uninterrupted_run(
 #[test]
 fn a_diverging_run_stops_with_the_step_number() {
     let dir = Scratch::new("nan");
-    // SGD at 1e30: the first update sends the weights to ~1e30, the next forward overflows.
+    // SGD at 1e30: the first update (step 0) sends the weights to ~1e30, the next forward
+    // (step 1) overflows.
     let config = small(&["optim.name=sgd", "optim.lr=1e30", "optim.momentum=0"]);
     let e = run::train(&config, &options(&dir)).unwrap_err().to_string();
     assert!(
-        e.contains("at step") && (e.contains("NaN") || e.contains("inf")),
+        e.contains("at step 1 ") && (e.contains("NaN") || e.contains("inf")),
         "{e}"
     );
+    assert!(e.contains("no checkpoint had been written yet"), "{e}");
+    assert!(!dir.join(CHECKPOINT).exists());
+}
+
+/// Interrupts a run after its first step, so that `dir` holds a checkpoint at global step 1.
+fn checkpoint_after_one_step(dir: &Path) {
+    let mut opts = options(dir);
+    opts.stop = Some(Arc::new(AtomicBool::new(true)));
+    let outcome = run::train(&small(&[]), &opts).unwrap();
+    assert!(matches!(outcome.status, RunStatus::Interrupted(_)));
+}
+
+/// Rewrites the checkpoint in `dir` with `f` applied to every value of the model tensor `name`
+/// (metadata kept), as a run that went wrong might leave it.
+fn rewrite_model_tensor(dir: &Path, name: &str, f: impl Fn(usize, f32) -> f32) {
+    let path = dir.join(CHECKPOINT);
+    let (mut tensors, meta) = load_safetensors::<f32>(&path).unwrap();
+    let (_, t) = tensors.iter_mut().find(|(n, _)| n == name).unwrap();
+    let data = t.data().iter().enumerate().map(|(i, &v)| f(i, v)).collect();
+    *t = Tensor::from_vec(data, t.dims().to_vec()).unwrap();
+    save_safetensors(&path, &tensors, &meta).unwrap();
+}
+
+const FIRST_WEIGHT: &str = "model.encoder.layers.1.layers.0.weight";
+
+#[test]
+fn a_run_diverging_after_a_checkpoint_keeps_it_unchanged() {
+    let dir = Scratch::new("diverge-kept");
+    checkpoint_after_one_step(&dir);
+    // First-layer weights at 3e38: the resumed run's first forward (global step 1) overflows.
+    rewrite_model_tensor(&dir, FIRST_WEIGHT, |_, _| 3e38);
+    let before = std::fs::read(dir.join(CHECKPOINT)).unwrap();
+    let mut opts = options(&dir);
+    opts.resume = true;
+    let e = run::train(&small(&[]), &opts).unwrap_err().to_string();
+    assert!(e.contains("at step 1 (epoch 1, batch 2)"), "{e}");
+    assert!(e.contains("the last good checkpoint is kept at"), "{e}");
+    assert_eq!(std::fs::read(dir.join(CHECKPOINT)).unwrap(), before);
+}
+
+#[test]
+fn a_checkpoint_is_never_written_over_by_non_finite_weights() {
+    let dir = Scratch::new("nan-weights");
+    checkpoint_after_one_step(&dir);
+    let path = dir.join(CHECKPOINT);
+    let before = std::fs::read(&path).unwrap();
+    // A model holding one NaN (read from a copy of the checkpoint) must not replace it.
+    let copy = Scratch::new("nan-weights-copy");
+    std::fs::copy(&path, copy.join(CHECKPOINT)).unwrap();
+    rewrite_model_tensor(
+        &copy,
+        FIRST_WEIGHT,
+        |i, v| if i == 7 { f32::NAN } else { v },
+    );
+    let loaded = checkpoint::load(&copy.join(CHECKPOINT)).unwrap();
+    let (mut model, _) = setup::build_model(&loaded.config, &[64]).unwrap();
+    model.load_state(&loaded.model).unwrap();
+    let optimizer = setup::build_optimizer(&loaded.config).unwrap();
+    let e = checkpoint::save(
+        &path,
+        &loaded.config,
+        &model,
+        optimizer.as_ref(),
+        loaded.position,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("encoder.layers.1.layers.0.weight is not finite after 1 steps"),
+        "{e}"
+    );
+    assert!(e.contains("is left as it was"), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), before);
 }
 
 #[test]

@@ -95,7 +95,33 @@ impl<T: Float> GradientSource<T> for ClippedGradients<T> {
     }
 }
 
-/// Clips the gradients of `params` by their global L2 norm `‖g‖ = √(Σ_params Σ g²)`, as
+/// The global L2 norm `‖g‖ = √(Σ_params Σ g²)` of the gradients of `params` (those without a
+/// gradient count as zero), summed in f64. The training loop checks it every step, so a
+/// non-finite gradient stops training before the update instead of poisoning the weights.
+pub fn global_grad_norm<T: Float>(
+    params: &[(String, &mut Tensor<T>)],
+    grads: &dyn GradientSource<T>,
+) -> Result<f64> {
+    let found: Vec<&Tensor<T>> = params
+        .iter()
+        .filter_map(|(_, p)| grads.gradient(p))
+        .collect();
+    // Host gradients summed here; GPU ones reduced on their device.
+    let squares = found
+        .iter()
+        .filter(|g| !g.is_cuda())
+        .flat_map(|g| g.data())
+        .map(|v| v.to_f64() * v.to_f64())
+        .sum::<f64>();
+    #[cfg(feature = "cuda")]
+    let squares = squares
+        + crate::backend::cuda::optim::sum_of_squares(
+            found.iter().copied().filter(|g| g.is_cuda()),
+        )?;
+    Ok(squares.sqrt())
+}
+
+/// Clips the gradients of `params` by their global L2 norm ([`global_grad_norm`]), as
 /// `torch.nn.utils.clip_grad_norm_`: when `‖g‖ > max_norm` every gradient is multiplied by
 /// `max_norm/(‖g‖ + 1e-6)`. Returns the (possibly) scaled gradients and `‖g‖` before clipping.
 /// A non-finite norm is returned with the gradients unscaled, for the caller to act on.
@@ -110,23 +136,11 @@ pub fn clip_grad_norm<T: Float>(
             format!("max_norm {max_norm} must be finite and positive"),
         ));
     }
+    let total = global_grad_norm(params, grads)?;
     let found: Vec<(TensorId, &Tensor<T>)> = params
         .iter()
         .filter_map(|(_, p)| grads.gradient(p).map(|g| (p.id(), g)))
         .collect();
-    // Host gradients summed here in f64; GPU ones reduced on their device.
-    let squares = found
-        .iter()
-        .filter(|(_, g)| !g.is_cuda())
-        .flat_map(|(_, g)| g.data())
-        .map(|v| v.to_f64() * v.to_f64())
-        .sum::<f64>();
-    #[cfg(feature = "cuda")]
-    let squares = squares
-        + crate::backend::cuda::optim::sum_of_squares(
-            found.iter().map(|(_, g)| *g).filter(|g| g.is_cuda()),
-        )?;
-    let total = squares.sqrt();
     let scale = max_norm / (total + 1e-6);
     let clip = total.is_finite() && scale < 1.0;
     let map = found

@@ -18,7 +18,8 @@ pub struct Position {
     pub global_step: usize,
 }
 
-/// Saves model, optimiser and position.
+/// Saves model, optimiser and position. Refuses, leaving the file at `path` as it was, when a
+/// parameter or buffer is not finite: the checkpoint on disk is always the last good one.
 pub fn save(
     path: &Path,
     config: &Config,
@@ -31,6 +32,20 @@ pub fn save(
         .into_iter()
         .map(|(n, t)| (format!("model.{n}"), t))
         .collect();
+    if let Some((name, _)) = tensors.iter().find(|(_, t)| !t.all_finite()) {
+        let kept = if path.exists() {
+            format!("the checkpoint at {} is left as it was", path.display())
+        } else {
+            "no checkpoint is written".to_string()
+        };
+        return Err(Error::invalid(
+            "train",
+            format!(
+                "the model's {name} is not finite after {} steps; training stopped and {kept}",
+                position.global_step
+            ),
+        ));
+    }
     tensors.extend(
         optimizer
             .state_tensors()

@@ -14,7 +14,7 @@ use crate::distributed::{self, Collective, DEFAULT_CHECK_EVERY, DataParallel};
 use crate::error::{Error, Result};
 use crate::losses::{Loss, LossInputs};
 use crate::nn::{EncoderHead, Mode, Module};
-use crate::optim::clip_grad_norm;
+use crate::optim::{clip_grad_norm, global_grad_norm};
 use crate::tensor::Device;
 use crate::tensor::Tensor;
 use std::fs::OpenOptions;
@@ -240,21 +240,27 @@ fn train_inner(
             let mut params = model.parameters_mut();
             // Gradients of the global loss, summed over the ranks; stop when any rank asks.
             let (grads, stop_all) = dp.backward(&l, &params, stop_requested())?;
-            if clip > 0.0 {
+            // The norm is checked on every step, clipped or not: a finite loss can still have
+            // an overflowing gradient, and one update with it would poison every later checkpoint.
+            let (clipped, norm) = if clip > 0.0 {
                 let (clipped, norm) = clip_grad_norm(&params, &grads, clip)?;
-                if !norm.is_finite() {
-                    return Err(non_finite(
-                        "gradient norm",
-                        norm,
-                        step,
-                        epoch,
-                        batch.step,
-                        &checkpoint_path,
-                    ));
-                }
-                optimizer.step(&mut params, &clipped)?;
+                (Some(clipped), norm)
             } else {
-                optimizer.step(&mut params, &grads)?;
+                (None, global_grad_norm(&params, &grads)?)
+            };
+            if !norm.is_finite() {
+                return Err(non_finite(
+                    "gradient norm",
+                    norm,
+                    step,
+                    epoch,
+                    batch.step,
+                    &checkpoint_path,
+                ));
+            }
+            match &clipped {
+                Some(clipped) => optimizer.step(&mut params, clipped)?,
+                None => optimizer.step(&mut params, &grads)?,
             }
             drop(params);
             dp.sync_buffers(&mut model)?;
