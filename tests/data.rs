@@ -120,22 +120,65 @@ fn digits_rejects_bad_rows_with_offsets() {
             64 * 2 + 2 + 128,
             "label 12",
         ),
+        (format!("{}{}", row("3"), row("10")), 130 + 128, "label 10"),
         (format!("{}1,2\n", row("3")), 130, "has 2 fields"),
+        (
+            format!("{}0,{}", row("3"), row("3")),
+            130 + 130,
+            "more than 65",
+        ),
         (row("x").replacen("0,0,0,", "0,17,0,", 1), 2, "above 16"),
+        (
+            row("3").replacen("0,0,0,", "0,-1,0,", 1),
+            2,
+            "not a non-negative",
+        ),
+        (
+            row("3").replacen("0,0,0,", "0,2.5,0,", 1),
+            2,
+            "not a non-negative",
+        ),
         (row("x"), 128, "not a non-negative integer"),
+        (format!("{}\n{}", row("3"), row("3")), 130, "row 1 is empty"),
+        (String::new(), 0, "empty"),
+        ("\n".to_string(), 0, "empty"),
     ];
     for (k, (text, want_at, want_msg)) in cases.iter().enumerate() {
         let path = dir.join(format!("d{k}.csv"));
         std::fs::write(&path, text).unwrap();
-        let (_, at, msg) = data_error(contrastive::data::load_digits(&path));
-        assert_eq!(at, *want_at as u64, "{msg}");
-        assert!(msg.contains(want_msg), "{msg}");
+        let (file, at, msg) = data_error(contrastive::data::load_digits(&path));
+        assert_eq!(file, path.display().to_string(), "{msg}");
+        assert_eq!(at, *want_at as u64, "case {k}: {msg}");
+        assert!(msg.contains(want_msg), "case {k}: {msg}");
         // The same text gzipped: the offset now counts decompressed bytes, and says so.
         std::fs::write(&path, gzip::compress_stored(text.as_bytes())).unwrap();
-        let (_, at_gz, msg) = data_error(contrastive::data::load_digits(&path));
+        let (file, at_gz, msg) = data_error(contrastive::data::load_digits(&path));
+        assert_eq!(file, path.display().to_string(), "{msg}");
         assert_eq!(at_gz, *want_at as u64);
         assert!(msg.contains("decompressed"), "{msg}");
     }
+}
+
+#[test]
+fn digits_reads_a_small_file_and_rejects_a_truncated_gzip() {
+    let dir = Scratch::new("digits-gz");
+    let rows = format!("{}7\r\n{}16,0\n", "1,".repeat(64), "0,".repeat(63));
+    let path = dir.join("d.csv.gz");
+    let gz = gzip::compress_stored(rows.as_bytes());
+    std::fs::write(&path, &gz).unwrap();
+    let ds = contrastive::data::load_digits(&path).unwrap();
+    assert_eq!((ds.len(), ds.labels()), (2, &[7, 0][..]));
+    assert_eq!((ds.item(0)[0], ds.item(1)[63]), (1.0 / 16.0, 1.0));
+    // Cut inside the stored block: the offset is in the compressed file, where it ends.
+    std::fs::write(&path, &gz[..50]).unwrap();
+    let (file, at, msg) = data_error(contrastive::data::load_digits(&path));
+    assert_eq!((file, at), (path.display().to_string(), 50), "{msg}");
+    assert!(msg.contains("truncated"), "{msg}");
+    let missing = contrastive::data::load_digits(dir.join("nope.csv"));
+    assert!(
+        matches!(&missing, Err(Error::Io { path, .. }) if path.ends_with("nope.csv")),
+        "{missing:?}"
+    );
 }
 
 // ---------------------------------------------------------------- IDX
@@ -206,18 +249,72 @@ fn idx_rejects_every_corruption_with_offsets() {
     }
     // Counts that disagree between the images and the labels.
     std::fs::write(dir.join("img"), idx_bytes(8, &[2, 3, 3], &pixels)).unwrap();
-    let (file, _, msg) = data_error(load_idx(dir.join("img"), &labels));
+    let (file, at, msg) = data_error(load_idx(dir.join("img"), &labels));
+    assert_eq!((file, at), (labels.display().to_string(), 4), "{msg}");
     assert!(
-        file.ends_with("lab") && msg.contains("2 images") && msg.contains("3 labels"),
+        msg.contains("2 images") && msg.contains("3 labels"),
         "{msg}"
     );
     // A truncated gzip stream: the offset is in the compressed file.
     let gz = gzip::compress_stored(&idx_bytes(8, &[3, 2, 3], &pixels));
     std::fs::write(dir.join("img.gz"), &gz[..30]).unwrap();
-    let (_, at, msg) = data_error(load_idx(dir.join("img.gz"), &labels));
-    assert_eq!(at, 30, "{msg}");
+    let (file, at, msg) = data_error(load_idx(dir.join("img.gz"), &labels));
+    assert_eq!(
+        (file, at),
+        (dir.join("img.gz").display().to_string(), 30),
+        "{msg}"
+    );
     let missing = load_idx(dir.join("nope"), &labels);
     assert!(matches!(missing, Err(Error::Io { .. })), "{missing:?}");
+}
+
+#[test]
+fn idx_rejects_a_corrupt_labels_file_with_offsets() {
+    let dir = Scratch::new("idx-bad-labels");
+    let images = dir.join("img");
+    std::fs::write(&images, idx_bytes(8, &[3, 2, 3], &[1u8; 18])).unwrap();
+    let mut bad_magic = idx_bytes(8, &[3], &[1, 2, 3]);
+    bad_magic[1] = 0x08;
+    let cases: Vec<(Vec<u8>, u64, &str)> = vec![
+        (bad_magic, 0, "magic"),
+        (vec![0, 0], 2, "truncated IDX header"),
+        (idx_bytes(0x09, &[3], &[1, 2, 3]), 2, "type code"),
+        (
+            idx_bytes(8, &[3, 1], &[1, 2, 3]),
+            3,
+            "2 dimensions, expected 1",
+        ),
+        (vec![0, 0, 8, 1, 0, 0], 6, "truncated IDX header"),
+        (idx_bytes(8, &[3], &[1, 2]), 8 + 2, "truncated"),
+        (idx_bytes(8, &[3], &[1, 2, 3, 4]), 8 + 3, "unexpected bytes"),
+        (idx_bytes(8, &[2], &[1, 2]), 4, "3 images"),
+        (idx_bytes(8, &[4], &[1, 2, 3, 4]), 4, "4 labels"),
+    ];
+    for (k, (bytes, want_at, want_msg)) in cases.into_iter().enumerate() {
+        let labels = dir.join(format!("lab{k}"));
+        std::fs::write(&labels, &bytes).unwrap();
+        let (file, at, msg) = data_error(load_idx(&images, &labels));
+        assert_eq!(file, labels.display().to_string(), "case {k}: {msg}");
+        assert_eq!(at, want_at, "case {k}: {msg}");
+        assert!(msg.contains(want_msg), "case {k}: {msg}");
+        // Gzipped: the same offset, counted in the decompressed bytes.
+        let gz = dir.join(format!("lab{k}.gz"));
+        std::fs::write(&gz, gzip::compress_stored(&bytes)).unwrap();
+        let (file, at, msg) = data_error(load_idx(&images, &gz));
+        assert_eq!((file, at), (gz.display().to_string(), want_at), "{msg}");
+        assert!(msg.contains("decompressed"), "case {k}: {msg}");
+    }
+    // A truncated gzip stream of labels: the offset is in the compressed file.
+    let gz = gzip::compress_stored(&idx_bytes(8, &[3], &[1, 2, 3]));
+    let cut = dir.join("cut.gz");
+    std::fs::write(&cut, &gz[..20]).unwrap();
+    let (file, at, msg) = data_error(load_idx(&images, &cut));
+    assert_eq!((file, at), (cut.display().to_string(), 20), "{msg}");
+    let missing = load_idx(&images, dir.join("nope"));
+    assert!(
+        matches!(&missing, Err(Error::Io { path, .. }) if path.ends_with("nope")),
+        "{missing:?}"
+    );
 }
 
 /// Reads the real Fashion-MNIST files (`apt-get install dataset-fashion-mnist`).
@@ -271,17 +368,20 @@ fn cifar_reads_records_and_rejects_corruption() {
     );
     assert!(ds.item(2).iter().all(|&v| v == 1.0));
 
-    std::fs::write(dir.join("short.bin"), &a[..3073 + 100]).unwrap();
-    let (_, at, msg) = data_error(load_cifar10(&[dir.join("short.bin")]));
-    assert_eq!(at, 3173, "{msg}");
-    assert!(msg.contains("truncated record 1"), "{msg}");
-    std::fs::write(
-        dir.join("label.bin"),
-        [a.clone(), cifar_record(10, |_| 0)].concat(),
-    )
-    .unwrap();
-    let (_, at, msg) = data_error(load_cifar10(&[dir.join("label.bin")]));
-    assert_eq!(at, 2 * 3073, "{msg}");
+    // A partial last record: the error is at the end of the file and names the record's start.
+    let short = dir.join("short.bin");
+    std::fs::write(&short, &a[..3073 + 100]).unwrap();
+    let (file, at, msg) = data_error(load_cifar10(&[&short]));
+    assert_eq!((file, at), (short.display().to_string(), 3173), "{msg}");
+    assert!(
+        msg.contains("truncated record 1") && msg.contains("byte 3073"),
+        "{msg}"
+    );
+    let label = dir.join("label.bin");
+    std::fs::write(&label, [a.clone(), cifar_record(10, |_| 0)].concat()).unwrap();
+    let (file, at, msg) = data_error(load_cifar10(&[&label]));
+    assert_eq!((file, at), (label.display().to_string(), 2 * 3073), "{msg}");
+    assert!(msg.contains("record 2: label 10"), "{msg}");
 
     for i in 1..=5 {
         std::fs::write(
@@ -293,6 +393,86 @@ fn cifar_reads_records_and_rejects_corruption() {
     std::fs::write(dir.join("test_batch.bin"), &a).unwrap();
     let (train, test) = load_cifar10_dir(&dir).unwrap();
     assert_eq!((train.labels(), test.len()), (&[1, 2, 3, 4, 5][..], 2));
+}
+
+#[test]
+fn cifar_rejects_empty_short_and_mislabelled_files_naming_them() {
+    let dir = Scratch::new("cifar-bad");
+    let good = dir.join("good.bin");
+    let record = cifar_record(4, |i| (i % 7) as u8);
+    std::fs::write(&good, &record).unwrap();
+    // No files at all is a caller error, not a corrupt file.
+    let none: [&Path; 0] = [];
+    assert!(
+        matches!(load_cifar10(&none), Err(Error::InvalidInput { .. })),
+        "no paths"
+    );
+    let cases: Vec<(Vec<u8>, u64, &str)> = vec![
+        (Vec::new(), 0, "empty"),
+        (
+            record[..100].to_vec(),
+            100,
+            "truncated record 0 (starting at byte 0)",
+        ),
+        (
+            [record.clone(), record[..3072].to_vec()].concat(),
+            3073 + 3072,
+            "truncated record 1 (starting at byte 3073)",
+        ),
+        (
+            [record.clone(), cifar_record(255, |_| 0)].concat(),
+            3073,
+            "label 255",
+        ),
+    ];
+    for (k, (bytes, want_at, want_msg)) in cases.into_iter().enumerate() {
+        // The bad file second, after a good one: the error names the bad one.
+        let bad = dir.join(format!("bad{k}.bin"));
+        std::fs::write(&bad, &bytes).unwrap();
+        let (file, at, msg) = data_error(load_cifar10(&[&good, &bad]));
+        assert_eq!((file, at), (bad.display().to_string(), want_at), "{msg}");
+        assert!(msg.contains(want_msg), "case {k}: {msg}");
+        // Gzipped, as the IDX loader allows: same offset, in the decompressed bytes.
+        let gz = dir.join(format!("bad{k}.bin.gz"));
+        std::fs::write(&gz, gzip::compress_stored(&bytes)).unwrap();
+        let (file, at, msg) = data_error(load_cifar10(&[&gz]));
+        assert_eq!((file, at), (gz.display().to_string(), want_at), "{msg}");
+        assert!(msg.contains("decompressed"), "case {k}: {msg}");
+    }
+    // A gzip-compressed batch loads like the raw one; a truncated stream is reported at the
+    // offset in the compressed file.
+    let gz = dir.join("good.bin.gz");
+    let compressed = gzip::compress_stored(&[record.clone(), record.clone()].concat());
+    std::fs::write(&gz, &compressed).unwrap();
+    let from_gz = load_cifar10(&[&gz]).unwrap();
+    assert_eq!(from_gz, load_cifar10(&[&good, &good]).unwrap());
+    std::fs::write(&gz, &compressed[..1000]).unwrap();
+    let (file, at, msg) = data_error(load_cifar10(&[&gz]));
+    assert_eq!((file, at), (gz.display().to_string(), 1000), "{msg}");
+
+    // The standard folder with data_batch_3.bin missing, then with test_batch.bin missing.
+    let batches = Scratch::new("cifar-dir");
+    for name in [
+        "data_batch_1",
+        "data_batch_2",
+        "data_batch_4",
+        "data_batch_5",
+    ] {
+        std::fs::write(batches.join(format!("{name}.bin")), &record).unwrap();
+    }
+    std::fs::write(batches.join("test_batch.bin"), &record).unwrap();
+    let missing = load_cifar10_dir(&batches);
+    assert!(
+        matches!(&missing, Err(Error::Io { path, .. }) if path.ends_with("data_batch_3.bin")),
+        "{missing:?}"
+    );
+    std::fs::write(batches.join("data_batch_3.bin"), &record).unwrap();
+    std::fs::remove_file(batches.join("test_batch.bin")).unwrap();
+    let missing = load_cifar10_dir(&batches);
+    assert!(
+        matches!(&missing, Err(Error::Io { path, .. }) if path.ends_with("test_batch.bin")),
+        "{missing:?}"
+    );
 }
 
 // ---------------------------------------------------------------- npy
@@ -337,11 +517,6 @@ fn npy_round_trips_each_type_and_matches_numpy_layout() {
         (ds.item_shape(), ds.item(2), ds.num_classes()),
         (&[2][..], &[4.0, 5.0][..], 3)
     );
-    npy::write_i64(dir.join("y.npy"), &[3], &[2, -1, 1]).unwrap();
-    assert!(
-        load_npy_dataset(dir.join("x.npy"), dir.join("y.npy")).is_err(),
-        "negative label"
-    );
 }
 
 /// A `.npy` file with `header` (padded as NumPy does) and `data_len` zero bytes of data.
@@ -358,45 +533,96 @@ fn npy_with_header(header: &str, data_len: usize) -> Vec<u8> {
     out
 }
 
+/// The byte offset of `needle` in a file made by [`npy_with_header`] from `header`.
+fn npy_at(header: &str, needle: &str) -> Option<u64> {
+    Some(10 + header.find(needle).expect("needle in header") as u64)
+}
+
 #[test]
 fn npy_rejects_malformed_files_clearly() {
     let ok = |descr: &str, shape: &str| {
         format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}")
     };
+    let with =
+        |descr: &str, shape: &str, data_len: usize| npy_with_header(&ok(descr, shape), data_len);
+    // In `ok(..)` the descr value's quote is at header offset 10, so at file offset 20.
+    let descr_at = Some(20);
+    let v2 = |header_len: u32| {
+        let mut b = b"\x93NUMPY\x02\x00".to_vec();
+        b.extend(header_len.to_le_bytes());
+        b
+    };
     let cases: Vec<(Vec<u8>, &str, Option<u64>)> = vec![
         (b"NUMPY\x01\x00".to_vec(), "magic", Some(0)),
+        (b"\x89PNG\r\n\x1a\n\0\0\0\0".to_vec(), "magic", Some(0)),
+        (b"\x93NUMP".to_vec(), "magic", Some(0)),
+        (b"\x93NUMPY\x01".to_vec(), "version bytes", Some(7)),
         (
-            npy_with_header(&ok("<f8", "(2,)"), 8),
-            "truncated data",
-            Some(128 + 8),
+            b"\x93NUMPY\x01\x00\x76".to_vec(),
+            "truncated header length",
+            Some(9),
         ),
+        (v2(64)[..11].to_vec(), "truncated header length", Some(11)),
+        (with("<f8", "(2,)", 8), "truncated data", Some(128 + 8)),
+        (with("<f4", "(3, 2)", 0), "truncated data", Some(128)),
         (
-            npy_with_header(&ok("<f8", "(2,)"), 24),
-            "trailing bytes",
-            Some(128 + 16),
+            with("<i4", "(3, 2)", 23),
+            "needs 24 bytes after the header, found 23",
+            Some(128 + 23),
         ),
+        (with("<f8", "(2,)", 24), "trailing bytes", Some(128 + 16)),
         (
-            npy_with_header(&ok(">f8", "(2,)"), 16),
+            with(">f8", "(2,)", 16),
             "unsupported dtype \">f8\"",
-            None,
+            descr_at,
         ),
         (
-            npy_with_header(&ok("<f2", "(2,)"), 4),
+            with(">f4", "(2,)", 8),
+            "big-endian data is not supported: save a.astype('<f4')",
+            descr_at,
+        ),
+        (
+            with("<f2", "(2,)", 4),
             "unsupported dtype \"<f2\"",
-            None,
+            descr_at,
         ),
         (
-            npy_with_header(&ok("<i8", "(2, x)"), 16),
-            "bad shape entry",
-            None,
+            with("<c8", "(2,)", 16),
+            "unsupported dtype \"<c8\"",
+            descr_at,
         ),
-        (npy_with_header(&ok("<i8", "(2"), 16), "malformed", None),
+        (
+            with("|u1", "(2,)", 2),
+            "unsupported dtype \"|u1\"",
+            descr_at,
+        ),
+        (
+            with("<f8", "(4294967296, 4294967296, 4294967296)", 0),
+            "too large",
+            npy_at(&ok("<f8", "()"), "()"),
+        ),
+        (
+            with("<i8", "(2, x)", 16),
+            "bad shape entry",
+            npy_at(&ok("<i8", "(2, x)"), "x"),
+        ),
+        (
+            with("<i8", "(-2,)", 16),
+            "bad shape entry",
+            npy_at(&ok("<i8", "(-2,)"), "-2"),
+        ),
+        (with("<i8", "(2", 16), "malformed", None),
         (
             npy_with_header(
                 "{'descr': '<f8', 'fortran_order': True, 'shape': (2,), }",
                 16,
             ),
             "fortran_order True",
+            Some(10 + 34),
+        ),
+        (
+            npy_with_header("{'descr': '<f8', 'fortran_order': 1, 'shape': (2,), }", 16),
+            "fortran_order must be True or False",
             Some(10 + 34),
         ),
         (
@@ -410,7 +636,7 @@ fn npy_rejects_malformed_files_clearly() {
                 16,
             ),
             "duplicate",
-            None,
+            Some(10 + 17),
         ),
         (
             npy_with_header(
@@ -418,23 +644,124 @@ fn npy_rejects_malformed_files_clearly() {
                 16,
             ),
             "unexpected key",
-            None,
+            npy_at(
+                "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), 'x': 1}",
+                "'x'",
+            ),
         ),
         (
             b"\x93NUMPY\x01\x00\xff\x00{'descr'".to_vec(),
             "truncated header",
             Some(18),
         ),
+        // Version 2.0: a 4-byte header length, here past the end of the file.
+        (
+            [v2(1 << 20), b"{'descr'".to_vec()].concat(),
+            "truncated header: 1048576 bytes",
+            Some(20),
+        ),
         (b"\x93NUMPY\x09\x00\x10\x00".to_vec(), "version 9", Some(6)),
+        (b"\x93NUMPY\x00\x00\x10\x00".to_vec(), "version 0", Some(6)),
     ];
-    for (bytes, want, want_at) in cases {
+    for (k, (bytes, want, want_at)) in cases.into_iter().enumerate() {
         let (file, at, msg) = data_error(npy::parse(&bytes, "m.npy"));
         assert_eq!(file, "m.npy");
-        assert!(msg.contains(want), "wanted {want:?} in {msg:?}");
+        assert!(msg.contains(want), "case {k}: wanted {want:?} in {msg:?}");
         if let Some(want_at) = want_at {
-            assert_eq!(at, want_at, "{msg}");
+            assert_eq!(at, want_at, "case {k}: {msg}");
         }
     }
+    // Through `read`, the error names the file on disk.
+    let dir = Scratch::new("npy-bad");
+    let path = dir.join("t.npy");
+    std::fs::write(&path, with("<f8", "(2,)", 8)).unwrap();
+    let (file, at, _) = data_error(npy::read(&path));
+    assert_eq!((file, at), (path.display().to_string(), 136));
+    // A version 2.0 file (as NumPy writes for headers over 64 KiB) reads like version 1.0.
+    let mut header = ok("<i4", "(2,)");
+    while !(12 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = v2(header.len() as u32);
+    bytes.extend(header.as_bytes());
+    bytes.extend([7, 0, 0, 0, 0xff, 0xff, 0xff, 0xff]);
+    let a = npy::parse(&bytes, "v2.npy").unwrap();
+    assert_eq!((a.shape, a.data), (vec![2], npy::NpyData::I32(vec![7, -1])));
+}
+
+#[test]
+fn npy_dataset_rejects_mismatched_files_naming_file_and_offset() {
+    let dir = Scratch::new("npy-dataset");
+    let (x, y) = (dir.join("x.npy"), dir.join("y.npy"));
+    let name = |p: &Path| p.display().to_string();
+    // The offset of the first occurrence of `needle` in the file at `p`.
+    let at = |p: &Path, needle: &str| {
+        let bytes = std::fs::read(p).unwrap();
+        bytes
+            .windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+            .expect("needle in file") as u64
+    };
+    npy::write_f32(&x, &[3, 2], &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+    // Int32 labels are accepted as well as int64.
+    npy::write(&y, &[3], &[1i32, 0, 4]).unwrap();
+    let ds = load_npy_dataset(&x, &y).unwrap();
+    assert_eq!((ds.labels(), ds.num_classes()), (&[1, 0, 4][..], 5));
+
+    // Labels that do not match the features: the labels file, at its shape.
+    for (shape, values) in [(vec![2], vec![0i64, 1]), (vec![3, 1], vec![0, 1, 2])] {
+        npy::write_i64(&y, &shape, &values).unwrap();
+        let (file, off, msg) = data_error(load_npy_dataset(&x, &y));
+        assert_eq!((file, off), (name(&y), at(&y, "(")), "{msg}");
+        assert!(msg.contains("3 rows") && msg.contains(&name(&x)), "{msg}");
+    }
+    npy::write_i64(&y, &[], &[0]).unwrap();
+    let (file, off, msg) = data_error(load_npy_dataset(&x, &y));
+    assert_eq!((file, off), (name(&y), at(&y, "()")), "{msg}");
+    // Float labels: the labels file, at its dtype.
+    npy::write_f32(&y, &[3], &[0.0, 1.0, 2.0]).unwrap();
+    let (file, off, msg) = data_error(load_npy_dataset(&x, &y));
+    assert_eq!((file, off), (name(&y), at(&y, "'<f4'")), "{msg}");
+    assert!(msg.contains("integer"), "{msg}");
+    // A negative label: at its value (int64, so label 1 starts 8 bytes into the data).
+    npy::write_i64(&y, &[3], &[2, -1, 1]).unwrap();
+    let (file, off, msg) = data_error(load_npy_dataset(&x, &y));
+    assert_eq!((file, off), (name(&y), 128 + 8), "{msg}");
+    assert!(msg.contains("label 1 is negative (-1)"), "{msg}");
+    npy::write(&y, &[3], &[0i32, 1, -7]).unwrap();
+    let (_, off, _) = data_error(load_npy_dataset(&x, &y));
+    assert_eq!(off, 128 + 8);
+
+    // Features of rank 0 or 1, or with empty items: the features file, at its shape.
+    npy::write_i64(&y, &[3], &[0, 1, 2]).unwrap();
+    npy::write_f32(&x, &[3], &[0.0, 1.0, 2.0]).unwrap();
+    let (file, off, msg) = data_error(load_npy_dataset(&x, &y));
+    assert_eq!((file, off), (name(&x), at(&x, "(3,)")), "{msg}");
+    assert!(msg.contains("(N, 1)"), "{msg}");
+    npy::write_f64(&x, &[], &[1.0]).unwrap();
+    let (file, off, _) = data_error(load_npy_dataset(&x, &y));
+    assert_eq!((file, off), (name(&x), at(&x, "()")));
+    npy::write_f32(&x, &[3, 0], &[]).unwrap();
+    let (file, off, msg) = data_error(load_npy_dataset(&x, &y));
+    assert_eq!((file, off), (name(&x), at(&x, "(3, 0)")), "{msg}");
+    // A corrupt features file is named as such.
+    std::fs::write(&x, b"not numpy at all").unwrap();
+    let (file, off, _) = data_error(load_npy_dataset(&x, &y));
+    assert_eq!((file, off), (name(&x), 0));
+
+    // Missing files: an I/O error with the path.
+    npy::write_f32(&x, &[3, 2], &[0.0; 6]).unwrap();
+    let missing = load_npy_dataset(&x, dir.join("no_labels.npy"));
+    assert!(
+        matches!(&missing, Err(Error::Io { path, .. }) if path.ends_with("no_labels.npy")),
+        "{missing:?}"
+    );
+    let missing = load_npy_dataset(dir.join("no_features.npy"), &y);
+    assert!(
+        matches!(&missing, Err(Error::Io { path, .. }) if path.ends_with("no_features.npy")),
+        "{missing:?}"
+    );
 }
 
 // ---------------------------------------------------------------- synthetic

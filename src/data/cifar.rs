@@ -1,6 +1,11 @@
 //! The CIFAR-10 binary format: each `data_batch_{1..5}.bin` and `test_batch.bin` is a sequence
 //! of 3,073-byte records, one label byte (0..9) then 3,072 pixel bytes (the red, green and blue
 //! 32×32 planes, each row-major). Items have shape `[3, 32, 32]` with values divided by 255.
+//! A batch file may be gzip-compressed (detected by its magic bytes, as for IDX files).
+//!
+//! Errors: an empty file, a length that is not a whole number of records (at the end of the
+//! file, naming the truncated record and where it starts) and a label above 9 (at its record)
+//! are [`Error::Data`]; a missing file is [`Error::Io`] with its path.
 
 use super::{Dataset, corrupt, read_maybe_gzip};
 use crate::error::{Error, Result};
@@ -29,7 +34,8 @@ pub fn load_cifar10<P: AsRef<Path>>(paths: &[P]) -> Result<Dataset> {
         let whole = bytes.len() / RECORD * RECORD;
         if whole != bytes.len() {
             let msg = format!(
-                "truncated record {}: {} of its {RECORD} bytes are present",
+                "truncated record {} (starting at byte {whole}): the file ends after {} of its \
+                 {RECORD} bytes",
                 whole / RECORD,
                 bytes.len() - whole
             );

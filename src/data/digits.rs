@@ -101,5 +101,8 @@ fn parse_digits_csv(bytes: &[u8], name: &str, decompressed: bool) -> Result<Data
             return Err(err(at_line, msg));
         }
     }
+    if labels.is_empty() {
+        return Err(err(0, "no rows: the digits CSV is empty".into()));
+    }
     Dataset::new(data, vec![1, 8, 8], labels, CLASSES)
 }

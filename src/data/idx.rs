@@ -8,7 +8,7 @@
 //! its header promises, and that the two files agree on the number of items.
 
 use super::{Dataset, corrupt, read_maybe_gzip};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use std::path::Path;
 
 /// The IDX type code for unsigned bytes.
@@ -18,6 +18,8 @@ const UBYTE: u8 = 0x08;
 struct IdxArray {
     dims: Vec<usize>,
     values: Vec<u8>,
+    /// Whether the file was gzip-compressed (offsets then count decompressed bytes).
+    gz: bool,
 }
 
 /// Loads an MNIST-format pair of files: images `(N, H, W)` become items of shape `[1, H, W]`
@@ -35,11 +37,13 @@ pub fn load_idx(images_path: impl AsRef<Path>, labels_path: impl AsRef<Path>) ->
             labels_path.display(),
             labels.dims[0]
         );
-        return Err(Error::Data {
-            file: labels_path.display().to_string(),
-            at: 4,
-            message: msg,
-        });
+        // Offset 4 is the labels file's item count.
+        return Err(corrupt(
+            &labels_path.display().to_string(),
+            labels.gz,
+            4,
+            msg,
+        ));
     }
     let labels: Vec<usize> = labels.values.iter().map(|&l| usize::from(l)).collect();
     let num_classes = labels.iter().max().map_or(0, |&m| m + 1);
@@ -113,5 +117,5 @@ fn read_idx(path: &Path, rank: usize) -> Result<IdxArray> {
     }
     let mut values = bytes;
     values.drain(..header_len);
-    Ok(IdxArray { dims, values })
+    Ok(IdxArray { dims, values, gz })
 }

@@ -10,7 +10,7 @@
 //! a malformed header, `fortran_order: True`, a big-endian or unsupported type (`'>f8'`,
 //! `'<f2'`), or data shorter or longer than the shape says.
 
-use super::Dataset;
+use super::{Dataset, corrupt};
 use crate::error::{Error, Result};
 use crate::tensor::{Float, Tensor};
 use std::path::Path;
@@ -112,25 +112,48 @@ npy_element!(i32, "<i4");
 
 /// Reads a `.npy` file.
 pub fn read(path: impl AsRef<Path>) -> Result<NpyArray> {
-    let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::Io {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    })?;
-    parse(&bytes, &path.display().to_string())
+    read_located(path.as_ref()).map(|(array, _)| array)
 }
 
 /// Parses the bytes of a `.npy` file; `name` is used in errors.
 pub fn parse(bytes: &[u8], name: &str) -> Result<NpyArray> {
-    let err = |at: usize, message: String| Error::Data {
-        file: name.to_string(),
-        at: at as u64,
-        message,
-    };
-    if bytes.len() < 8 || &bytes[..6] != MAGIC {
+    parse_located(bytes, name).map(|(array, _)| array)
+}
+
+/// Where the parts of a parsed `.npy` file lie, for errors about its contents.
+struct Layout {
+    /// The byte offset of the `descr` value (its opening quote).
+    descr_at: usize,
+    /// The byte offset of the `shape` value (its opening parenthesis).
+    shape_at: usize,
+    /// The byte offset of the first value.
+    data_start: usize,
+    /// The size of one value in bytes.
+    item_size: usize,
+}
+
+/// Reads a `.npy` file and where its parts lie.
+fn read_located(path: &Path) -> Result<(NpyArray, Layout)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::Io {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    parse_located(&bytes, &path.display().to_string())
+}
+
+/// [`parse`], also returning where the header's values and the data lie.
+fn parse_located(bytes: &[u8], name: &str) -> Result<(NpyArray, Layout)> {
+    let err = |at: usize, message: String| corrupt(name, false, at, message);
+    if !bytes.starts_with(MAGIC) {
         return Err(err(
             0,
             "not a .npy file (missing the \\x93NUMPY magic string)".into(),
+        ));
+    }
+    if bytes.len() < 8 {
+        return Err(err(
+            bytes.len(),
+            "truncated .npy preamble: the version bytes are missing".into(),
         ));
     }
     let (len_bytes, start) = match bytes[6] {
@@ -156,22 +179,28 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<NpyArray> {
             format!("truncated header: {header_len} bytes promised"),
         )
     })?;
-    let (descr, shape) = header::parse(header).map_err(|(at, msg)| err(start + at, msg))?;
+    let h = header::parse(header).map_err(|(at, msg)| err(start + at, msg))?;
+    let (descr, shape) = (h.descr, h.shape);
+    let (descr_at, shape_at) = (start + h.descr_at, start + h.shape_at);
     let data_start = start + header_len;
     let size = match descr.as_str() {
         "<f8" | "<i8" => 8,
         "<f4" | "<i4" => 4,
         other => {
+            let why = match other.strip_prefix('>') {
+                Some(t) => format!(" (big-endian data is not supported: save a.astype('<{t}'))"),
+                None => String::new(),
+            };
             let msg =
-                format!("unsupported dtype {other:?} (supported: '<f8', '<f4', '<i8', '<i4')");
-            return Err(err(start, msg));
+                format!("unsupported dtype {other:?}{why} (supported: '<f8', '<f4', '<i8', '<i4')");
+            return Err(err(descr_at, msg));
         }
     };
     let count = shape
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))
         .filter(|n| n.checked_mul(size).is_some())
-        .ok_or_else(|| err(start, format!("shape {shape:?} is too large")))?;
+        .ok_or_else(|| err(shape_at, format!("shape {shape:?} is too large")))?;
     let body = &bytes[data_start..];
     if body.len() != count * size {
         let what = if body.len() < count * size {
@@ -208,7 +237,13 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<NpyArray> {
                 .collect(),
         ),
     };
-    Ok(NpyArray { shape, data })
+    let layout = Layout {
+        descr_at,
+        shape_at,
+        data_start,
+        item_size: size,
+    };
+    Ok((NpyArray { shape, data }, layout))
 }
 
 /// A fixed-size array from a slice whose length `chunks_exact` guarantees.
@@ -278,29 +313,54 @@ pub fn write_i64(path: impl AsRef<Path>, shape: &[usize], data: &[i64]) -> Resul
 }
 
 /// A dataset from a features file `(N, ...)` (any supported type, stored as `f32`, not
-/// rescaled) and a labels file `(N,)` of non-negative integers; `num_classes = max label + 1`.
+/// rescaled) and a labels file `(N,)` of non-negative integers (`<i8` or `<i4`);
+/// `num_classes = max label + 1`. Features of rank 0 or 1 are rejected (a vector of `N` scalars
+/// must be saved as `(N, 1)`), as are items with a zero dimension. Every problem with either
+/// file is an [`Error::Data`] naming the file and the byte offset of the header value or the
+/// label at fault.
 pub fn load_npy_dataset(features: impl AsRef<Path>, labels: impl AsRef<Path>) -> Result<Dataset> {
     let (fpath, lpath) = (features.as_ref(), labels.as_ref());
-    let x = read(fpath)?;
-    let y = read(lpath)?;
+    let (fname, lname) = (fpath.display().to_string(), lpath.display().to_string());
+    let (x, xl) = read_located(fpath)?;
+    let (y, yl) = read_located(lpath)?;
     if x.shape.len() < 2 {
         let msg = format!(
-            "{}: features must be (N, ...), got shape {:?}",
-            fpath.display(),
+            "features must have shape (N, ...) with at least 2 dimensions, got {:?} \
+             (save N scalars as (N, 1))",
             x.shape
         );
-        return Err(Error::invalid("load_npy_dataset", msg));
+        return Err(corrupt(&fname, false, xl.shape_at, msg));
+    }
+    if x.shape[1..].contains(&0) {
+        let msg = format!(
+            "features of shape {:?} have empty items (a zero dimension after the first)",
+            x.shape
+        );
+        return Err(corrupt(&fname, false, xl.shape_at, msg));
     }
     if y.shape.len() != 1 || y.shape[0] != x.shape[0] {
         let msg = format!(
-            "{}: labels of shape {:?} do not match {} feature rows",
-            lpath.display(),
-            y.shape,
-            x.shape[0]
+            "labels must have shape ({},) to match the {} rows of {fname}, got {:?}",
+            x.shape[0], x.shape[0], y.shape
         );
-        return Err(Error::invalid("load_npy_dataset", msg));
+        return Err(corrupt(&lname, false, yl.shape_at, msg));
     }
-    let labels = y.to_labels()?;
+    let ints: Vec<i64> = match &y.data {
+        NpyData::I64(v) => v.clone(),
+        NpyData::I32(v) => v.iter().map(|&l| i64::from(l)).collect(),
+        NpyData::F64(_) | NpyData::F32(_) => {
+            let msg = "labels must be an integer array ('<i8' or '<i4'), got a float dtype";
+            return Err(corrupt(&lname, false, yl.descr_at, msg));
+        }
+    };
+    let mut labels = Vec::with_capacity(ints.len());
+    for (i, &l) in ints.iter().enumerate() {
+        let label = usize::try_from(l).map_err(|_| {
+            let at = yl.data_start + i * yl.item_size;
+            corrupt(&lname, false, at, format!("label {i} is negative ({l})"))
+        })?;
+        labels.push(label);
+    }
     let num_classes = labels.iter().max().map_or(0, |&m| m + 1);
     Dataset::new(x.to_f32_vec(), x.shape[1..].to_vec(), labels, num_classes)
 }
@@ -386,8 +446,15 @@ mod header {
         }
     }
 
-    /// Returns `(descr, shape)`.
-    pub(super) fn parse(header: &[u8]) -> HResult<(String, Vec<usize>)> {
+    /// A parsed header: the values and the offsets (within the header) where they start.
+    pub(super) struct Header {
+        pub(super) descr: String,
+        pub(super) descr_at: usize,
+        pub(super) shape: Vec<usize>,
+        pub(super) shape_at: usize,
+    }
+
+    pub(super) fn parse(header: &[u8]) -> HResult<Header> {
         let mut c = Cursor { s: header, pos: 0 };
         let (mut descr, mut fortran, mut shape) = (None, None, None);
         c.expect(b'{')?;
@@ -398,7 +465,7 @@ mod header {
             c.skip_ws();
             let value_at = c.pos;
             let dup = match key.as_str() {
-                "descr" => descr.replace(c.string()?).is_some(),
+                "descr" => descr.replace((c.string()?, value_at)).is_some(),
                 "fortran_order" => match c.word() {
                     b"False" => fortran.replace(false).is_some(),
                     b"True" => {
@@ -414,7 +481,7 @@ mod header {
                         ));
                     }
                 },
-                "shape" => shape.replace(c.shape()?).is_some(),
+                "shape" => shape.replace((c.shape()?, value_at)).is_some(),
                 _ => {
                     return Err((
                         key_at,
@@ -440,7 +507,12 @@ mod header {
             return c.fail("the dict must be followed only by spaces and a newline");
         }
         match (descr, fortran, shape) {
-            (Some(d), Some(_), Some(s)) => Ok((d, s)),
+            (Some((descr, descr_at)), Some(_), Some((shape, shape_at))) => Ok(Header {
+                descr,
+                descr_at,
+                shape,
+                shape_at,
+            }),
             _ => Err((
                 0,
                 "malformed .npy header: needs 'descr', 'fortran_order' and 'shape'".into(),
