@@ -228,6 +228,11 @@ fn sweep_file_errors_name_the_problem() {
         ("[variant.seed.a]\n", "cannot name an axis"),
         ("[grid]\nloss.params = [\"tau=0.1\n", "t.toml:2"),
         ("[sweep]\nname = \"a/b\"\n", "slashes"),
+        // Each run is checked before any starts: the second grid point has a negative τ.
+        (
+            "[grid]\nloss.params = [\"tau=0.5\", \"tau=-1\"]\n",
+            "run 1 (loss.params=tau=-1",
+        ),
     ];
     for (text, expected) in cases {
         let e = Sweep::parse(text, "t.toml", "t")

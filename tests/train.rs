@@ -150,6 +150,18 @@ fn a_diverging_run_stops_with_the_step_number() {
     assert!(!dir.join(CHECKPOINT).exists());
 }
 
+#[test]
+fn zero_epochs_evaluate_the_initialised_model() {
+    let dir = Scratch::new("untrained");
+    let outcome = run::train(&small(&["train.epochs=0"]), &options(&dir)).unwrap();
+    assert_eq!(outcome.status, RunStatus::Finished);
+    assert!(outcome.evaluation.unwrap().probe.is_some());
+    let saved = checkpoint::load(&dir.join(CHECKPOINT)).unwrap();
+    assert_eq!(saved.position.global_step, 0);
+    let metrics = std::fs::read_to_string(dir.join(METRICS)).unwrap_or_default();
+    assert_eq!(metrics.lines().count(), 0, "{metrics}");
+}
+
 /// Interrupts a run after its first step, so that `dir` holds a checkpoint at global step 1.
 fn checkpoint_after_one_step(dir: &Path) {
     let mut opts = options(dir);

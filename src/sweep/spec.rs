@@ -379,7 +379,8 @@ impl Sweep {
 
     /// Every run, in the deterministic order: the cartesian product of the axes with the first
     /// axis varying slowest, and the seeds innermost. Two runs with the same resolved
-    /// configuration are an error (they would share a folder).
+    /// configuration are an error (they would share a folder), and so is a run whose
+    /// configuration fails [`check_keys`](crate::train::setup::check_keys).
     pub fn expand(&self) -> Result<Vec<Run>> {
         let seeds: Vec<Option<u64>> = match &self.seeds {
             Some(s) => s.iter().map(|&x| Some(x)).collect(),
@@ -408,6 +409,15 @@ impl Sweep {
                 }
                 let id = config.id();
                 let index = runs.len();
+                // Every run is checked before any starts: a bad value in one grid point must not
+                // surface hours into the sweep.
+                crate::train::setup::check_keys(&config).map_err(|e| {
+                    let run = describe(&labels, config.u64("train.seed").unwrap_or_default());
+                    Error::invalid(
+                        "sweep",
+                        format!("{}: run {index} ({run}): {e}", self.origin),
+                    )
+                })?;
                 if let Some(&other) = by_id.get(&id) {
                     return Err(Error::invalid(
                         "sweep",

@@ -193,7 +193,7 @@ const SCHEMA: &[(&str, &str, &str)] = &[
     ("optim.lr", "0.001", "base learning rate"),
     ("optim.weight_decay", "0.0", "weight decay"),
     ("optim.momentum", "0.9", "momentum (sgd, lars)"),
-    ("optim.nesterov", "false", "Nesterov momentum (sgd)"),
+    ("optim.nesterov", "false", "Nesterov momentum (sgd, lars)"),
     (
         "optim.clip_grad_norm",
         "0.0",
@@ -265,49 +265,101 @@ impl Config {
                 format!("key '{key}' expects {}, got {kind}", current.kind()),
             )
         })?;
+        // Every integer key counts something or is a seed: a negative value is refused here,
+        // where it is written, not when (or whether) a run reads the key.
+        if let Value::Int(i) = coerced
+            && i < 0
+        {
+            return Err(type_error(key, "a non-negative integer", &coerced));
+        }
         self.entries.insert(key.to_string(), coerced);
         Ok(())
     }
 
+    /// Whether `key` holds its default. A key that has no effect in a configuration (momentum
+    /// under Adam) may keep its default there, but a value set on purpose must not be dropped
+    /// silently.
+    pub fn is_default(&self, key: &str) -> Result<bool> {
+        let default = SCHEMA
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, v, _)| Value::parse(v));
+        Ok(default.as_ref() == Some(self.get(key)?))
+    }
+
     /// Reads a configuration file's text over the defaults. The format is the subset of TOML
     /// that configs need: `[table]` headers, `key = value` lines (numbers, booleans, quoted
-    /// strings, flat lists) and `#` comments. Errors name the line.
+    /// strings, flat lists) and `#` comments. A key set twice, a malformed header or value (an
+    /// unterminated string, a missing value) is an error naming the line: each would otherwise
+    /// change the run silently.
     pub fn apply_toml(&mut self, text: &str, origin: &str) -> Result<()> {
         let mut table = String::new();
+        let mut first_set: BTreeMap<String, usize> = BTreeMap::new();
         for (n, raw) in text.lines().enumerate() {
             let line = strip_comment(raw).trim();
             if line.is_empty() {
                 continue;
             }
-            let at = || format!("{origin}:{}", n + 1);
-            if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-                table = name.trim().to_string();
+            let fail = |message: String| {
+                Error::invalid("config", format!("{origin}:{}: {message}", n + 1))
+            };
+            if line.starts_with('[') {
+                table = line
+                    .strip_prefix('[')
+                    .and_then(|l| l.strip_suffix(']'))
+                    .map(str::trim)
+                    .filter(|name| is_dotted_name(name))
+                    .ok_or_else(|| {
+                        fail(format!("malformed table header '{line}' (expected [name])"))
+                    })?
+                    .to_string();
                 continue;
             }
-            let (key, value) = line.split_once('=').ok_or_else(|| {
-                Error::invalid(
-                    "config",
-                    format!("{}: expected `key = value`, got '{line}'", at()),
-                )
-            })?;
+            let (key, value) = line
+                .split_once('=')
+                .ok_or_else(|| fail(format!("expected `key = value`, got '{line}'")))?;
             let key = key.trim();
+            if !is_dotted_name(key) {
+                return Err(fail(format!("malformed key '{key}' in '{line}'")));
+            }
             let full = if table.is_empty() {
                 key.to_string()
             } else {
                 format!("{table}.{key}")
             };
-            self.set(&full, Value::parse(value))
-                .map_err(|e| Error::invalid("config", format!("{}: {e}", at())))?;
+            if value.trim().is_empty() {
+                return Err(fail(format!("'{full}' has no value after `=`")));
+            }
+            if let Some(first) = first_set.insert(full.clone(), n + 1) {
+                return Err(fail(format!(
+                    "'{full}' is set twice (first at line {first})"
+                )));
+            }
+            let value = parse_written(value).map_err(|m| fail(format!("'{full}': {m}")))?;
+            let outside = if table.is_empty() && !key.contains('.') {
+                " (the line is outside any [table])"
+            } else {
+                ""
+            };
+            self.set(&full, value)
+                .map_err(|e| fail(format!("{}{outside}", without_op(e))))?;
         }
         Ok(())
     }
 
-    /// Applies one `key=value` override.
+    /// Applies one `key=value` override. An empty value is the empty string: a shell turns
+    /// `key=""` into `key=`.
     pub fn set_assignment(&mut self, assignment: &str) -> Result<()> {
         let (key, value) = assignment.split_once('=').ok_or_else(|| {
             Error::invalid("config", format!("expected key=value, got '{assignment}'"))
         })?;
-        self.set(key.trim(), Value::parse(value))
+        let key = key.trim();
+        let value = if value.trim().is_empty() {
+            Value::Str(String::new())
+        } else {
+            parse_written(value).map_err(|m| Error::invalid("config", format!("'{key}': {m}")))?
+        };
+        self.set(key, value)
     }
 
     pub fn get(&self, key: &str) -> Result<&Value> {
@@ -335,6 +387,14 @@ impl Config {
         match self.get(key)? {
             Value::Int(i) if *i >= 0 => Ok(*i as usize),
             v => Err(type_error(key, "a non-negative integer", v)),
+        }
+    }
+
+    /// A count that must be at least 1 (batch size, views, neighbours).
+    pub fn positive(&self, key: &str) -> Result<usize> {
+        match self.usize(key)? {
+            0 => Err(type_error(key, "a positive integer", self.get(key)?)),
+            n => Ok(n),
         }
     }
 
@@ -407,17 +467,71 @@ impl Config {
     }
 }
 
-/// The line without a trailing `#` comment (a `#` inside a quoted string is kept).
+/// The line without a trailing `#` comment (a `#` inside a `"…"` or `'…'` string is kept).
 pub(crate) fn strip_comment(line: &str) -> &str {
-    let mut quoted = false;
+    let mut quote = None;
     for (i, c) in line.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            '#' if !quoted => return &line[..i],
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), _) if c == q => quote = None,
+            (None, '#') => return &line[..i],
             _ => {}
         }
     }
     line
+}
+
+/// A table name or key: dot-separated parts of letters, digits, `_` and `-`.
+fn is_dotted_name(name: &str) -> bool {
+    name.split('.').all(|part| {
+        !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    })
+}
+
+/// Reads a written value as [`Value::parse`] does, after checking its quotes and brackets:
+/// `Value::parse` alone takes `"supcon` (a lost closing quote) for `supcon` and `[1, 2` for a
+/// string. Strings may be `"…"`, `'…'` or bare; list items are split at every comma.
+fn parse_written(text: &str) -> std::result::Result<Value, String> {
+    let t = text.trim();
+    if t.starts_with('[') != t.ends_with(']') {
+        return Err(format!("unbalanced brackets in {t}"));
+    }
+    let items: Vec<&str> = match t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+        Some(inner) => {
+            let mut items: Vec<&str> = inner.split(',').map(str::trim).collect();
+            if items.last() == Some(&"") {
+                items.pop(); // `[]`, or a trailing comma
+            }
+            if items.iter().any(|i| i.is_empty() || i.contains(['[', ']'])) {
+                return Err(format!("an empty or nested item in the list {t}"));
+            }
+            items
+        }
+        None => vec![t],
+    };
+    for item in items {
+        let quoted = ['"', '\'']
+            .into_iter()
+            .find(|&q| item.starts_with(q) || item.ends_with(q));
+        if let Some(q) = quoted {
+            let inner = item.strip_prefix(q).and_then(|r| r.strip_suffix(q));
+            if inner.is_none_or(|i| i.contains(q)) {
+                return Err(format!("unterminated or stray quote in {item}"));
+            }
+        }
+    }
+    Ok(Value::parse(t))
+}
+
+/// An error's message without its `config: ` prefix, to wrap in one that names the line.
+fn without_op(e: Error) -> String {
+    match e {
+        Error::InvalidInput { message, .. } => message,
+        other => other.to_string(),
+    }
 }
 
 fn type_error(key: &str, expected: &str, got: &Value) -> Error {

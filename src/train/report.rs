@@ -7,7 +7,7 @@ use super::config::Config;
 use super::plots;
 use super::setup::{self, Splits};
 use crate::autograd::no_grad;
-use crate::data::{Augment, Dataset, Loader, LoaderConfig, Sampler};
+use crate::data::{Dataset, Loader, LoaderConfig, Sampler};
 use crate::error::Result;
 use crate::eval::{
     self, AlignUniform, CollapseReport, KnnConfig, KnnReport, Pca2, ProbeConfig, ProbeReport,
@@ -86,7 +86,7 @@ pub fn evaluate(
         _ => None,
     };
     let knn_config = KnnConfig {
-        k: config.usize("eval.knn_k")?.min(splits.train.len()),
+        k: config.positive("eval.knn_k")?.min(splits.train.len()),
         ..KnnConfig::default()
     };
     let knn = eval::knn_accuracy(&h_train, &train_fine, &h_test, &test_fine, &knn_config)?;
@@ -100,7 +100,7 @@ pub fn evaluate(
             sampler: Sampler::Sequential,
             drop_last: false,
             seed: config.u64("train.seed")?.wrapping_add(0x5eed),
-            augment: Augment::parse(config.str("data.augment")?)?,
+            augment: setup::augment(config)?,
             view_size: setup::view_size(config, splits.test.item_shape())?,
         },
     )?;

@@ -117,6 +117,7 @@ fn train_inner(
     let dp = DataParallel::new(comm, DEFAULT_CHECK_EVERY);
     let root = dp.is_root();
     let dir = &options.run_dir;
+    setup::check_keys(config)?; // before any folder or data: a typo costs nothing
     if root {
         std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
     }

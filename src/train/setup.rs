@@ -1,6 +1,7 @@
 //! Builds what a run needs from its [`Config`]: the train and test sets, the model, the loss, the
 //! optimiser and the learning-rate schedule. `contrastive eval` and `embed` rebuild the model
-//! from the configuration saved in a checkpoint with the same functions.
+//! from the configuration saved in a checkpoint with the same functions. [`validate`] runs every
+//! check of these builders without training, so a bad configuration fails before any work.
 
 use super::config::Config;
 use crate::data::{
@@ -8,15 +9,18 @@ use crate::data::{
 };
 use crate::error::{Error, Result};
 use crate::eval::Coarsening;
-use crate::losses::Loss;
+use crate::losses::{Loss, LossInputs};
 use crate::nn::{
     Activation, BatchNorm, ConvEncoder, EncoderHead, Flatten, Identity, Mlp, ProjectionHead,
     Sequential,
 };
-use crate::optim::{Adam, Constant, Lars, LinearWarmupCosine, LrSchedule, Optimizer, Sgd};
+use crate::optim::{
+    Adam, Constant, GradientSource, Lars, LinearWarmupCosine, LrSchedule, Optimizer, Sgd,
+};
+use crate::tensor::{Device, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The train and test sets of a run. When the run trains on coarse labels, `train` and `test`
 /// carry them as labels and the original classes as fine labels.
@@ -24,6 +28,44 @@ use std::path::Path;
 pub struct Splits {
     pub train: Dataset,
     pub test: Dataset,
+}
+
+/// Checks `config` as training checks it before its first step, without training: every key
+/// alone and together (data set, augmentation, view size, model, loss, optimiser, schedule,
+/// device, evaluation). Where the data need no file (digits, synthetic) it also loads them and
+/// builds the model on their items; for file data sets (idx, cifar10, npy) the checks that need
+/// the items (model input, view size, batch size against the training set) wait for the data.
+pub fn validate(config: &Config) -> Result<()> {
+    check_keys(config)?;
+    if Source::from_config(config)?.in_memory() {
+        let splits = load_splits(config)?;
+        fit_data(config, &splits.train)?;
+        build_model(config, splits.train.item_shape())?;
+    }
+    Ok(())
+}
+
+/// The checks of [`validate`] that need no data. The training loop runs them before it creates
+/// the run folder or loads anything: `eval.knn_k`, for one, is otherwise read only after all
+/// training.
+pub fn check_keys(config: &Config) -> Result<()> {
+    Source::from_config(config)?;
+    coarsening(config)?;
+    augment(config)?;
+    view_sides(config)?;
+    config.positive("data.views")?;
+    config.positive("train.batch_size")?;
+    config.positive("eval.knn_k")?;
+    config.bool("eval.probe")?;
+    model_keys(config)?;
+    build_loss(config)?;
+    build_optimizer(config)?;
+    build_schedule(config, 1)?;
+    let device = config.str("train.device")?;
+    device
+        .parse::<Device>()
+        .map_err(|e| Error::invalid("config", format!("train.device = \"{device}\": {e}")))?;
+    Ok(())
 }
 
 /// Finds `name` or `name.gz` in `dir`.
@@ -40,69 +82,118 @@ fn idx_file(dir: &Path, name: &str) -> Result<std::path::PathBuf> {
     })
 }
 
+/// Where the items come from: `data.name` with the keys it reads, checked without opening a
+/// file.
+enum Source {
+    Digits,
+    Idx(PathBuf),
+    Cifar10(PathBuf),
+    /// A prefix: PREFIX_features.npy and PREFIX_labels.npy.
+    Npy(String),
+    Synthetic {
+        generator: LatentSubclasses,
+        per_class: usize,
+    },
+}
+
+impl Source {
+    fn from_config(config: &Config) -> Result<Source> {
+        let path = config.str("data.path")?;
+        Ok(match config.str("data.name")? {
+            "digits" => Source::Digits,
+            "idx" => Source::Idx(PathBuf::from(path)),
+            "cifar10" => Source::Cifar10(PathBuf::from(path)),
+            "npy" => Source::Npy(path.to_string()),
+            "synthetic" => {
+                let count = |key| config.positive(key);
+                let generator = LatentSubclasses::new(SyntheticConfig {
+                    coarse_classes: count("data.synthetic.coarse")?,
+                    subclasses: count("data.synthetic.sub")?,
+                    dim: count("data.synthetic.dim")?,
+                    coarse_scale: config.f64("data.synthetic.coarse_sep")?,
+                    subclass_scale: config.f64("data.synthetic.sub_sep")?,
+                    noise: config.f64("data.synthetic.noise")?,
+                    seed: config.u64("train.seed")?,
+                })
+                .map_err(|e| {
+                    let keys = "data.synthetic.coarse_sep, .sub_sep and .noise";
+                    Error::invalid("config", format!("{keys}: {e}"))
+                })?;
+                let per_class = count("data.synthetic.per_class")?;
+                Source::Synthetic {
+                    generator,
+                    per_class,
+                }
+            }
+            other => {
+                return Err(Error::invalid(
+                    "config",
+                    format!(
+                        "data.name '{other}' is not one of digits, idx, cifar10, synthetic, npy"
+                    ),
+                ));
+            }
+        })
+    }
+
+    /// Whether the items come without reading a file (shipped in the binary, or generated).
+    fn in_memory(&self) -> bool {
+        matches!(self, Source::Digits | Source::Synthetic { .. })
+    }
+
+    /// The (train, test) sets; `seed` draws the npy hold-out and the synthetic samples.
+    fn load(&self, seed: u64) -> Result<(Dataset, Dataset)> {
+        match self {
+            Source::Digits => data::digits_train_test(),
+            Source::Idx(dir) => {
+                let train = data::load_idx(
+                    idx_file(dir, "train-images-idx3-ubyte")?,
+                    idx_file(dir, "train-labels-idx1-ubyte")?,
+                )?;
+                let test = data::load_idx(
+                    idx_file(dir, "t10k-images-idx3-ubyte")?,
+                    idx_file(dir, "t10k-labels-idx1-ubyte")?,
+                )?;
+                Ok((train, test))
+            }
+            Source::Cifar10(dir) => data::load_cifar10_dir(dir),
+            Source::Npy(prefix) => {
+                // 20% held out.
+                let all = data::load_npy_dataset(
+                    format!("{prefix}_features.npy"),
+                    format!("{prefix}_labels.npy"),
+                )?;
+                all.split_random(0.2, seed)
+            }
+            Source::Synthetic {
+                generator,
+                per_class,
+            } => Ok((
+                generator.sample(*per_class, seed.wrapping_add(1))?,
+                generator.sample(per_class.div_ceil(4), seed.wrapping_add(2))?,
+            )),
+        }
+    }
+}
+
+/// `data.coarse`: `None` to train on the classes themselves.
+fn coarsening(config: &Config) -> Result<Option<Coarsening>> {
+    match config.str("data.coarse")? {
+        "" => Ok(None),
+        "halves" => Ok(Some(Coarsening::Halves)),
+        "pairs" => Ok(Some(Coarsening::Pairs)),
+        other => Err(Error::invalid(
+            "config",
+            format!("data.coarse '{other}' is not one of '', halves, pairs"),
+        )),
+    }
+}
+
 /// Loads the data set named by `data.name` and applies `data.coarse`.
 pub fn load_splits(config: &Config) -> Result<Splits> {
-    let path = config.str("data.path")?;
-    let (train, test) = match config.str("data.name")? {
-        "digits" => data::digits_train_test()?,
-        "idx" => {
-            let dir = Path::new(path);
-            let train = data::load_idx(
-                idx_file(dir, "train-images-idx3-ubyte")?,
-                idx_file(dir, "train-labels-idx1-ubyte")?,
-            )?;
-            let test = data::load_idx(
-                idx_file(dir, "t10k-images-idx3-ubyte")?,
-                idx_file(dir, "t10k-labels-idx1-ubyte")?,
-            )?;
-            (train, test)
-        }
-        "cifar10" => data::load_cifar10_dir(path)?,
-        "npy" => {
-            // `path` is a prefix: PREFIX_features.npy and PREFIX_labels.npy; 20% held out.
-            let all = data::load_npy_dataset(
-                format!("{path}_features.npy"),
-                format!("{path}_labels.npy"),
-            )?;
-            all.split_random(0.2, config.u64("train.seed")?)?
-        }
-        "synthetic" => {
-            let generator = LatentSubclasses::new(SyntheticConfig {
-                coarse_classes: config.usize("data.synthetic.coarse")?,
-                subclasses: config.usize("data.synthetic.sub")?,
-                dim: config.usize("data.synthetic.dim")?,
-                coarse_scale: config.f64("data.synthetic.coarse_sep")?,
-                subclass_scale: config.f64("data.synthetic.sub_sep")?,
-                noise: config.f64("data.synthetic.noise")?,
-                seed: config.u64("train.seed")?,
-            })?;
-            let per = config.usize("data.synthetic.per_class")?;
-            let seed = config.u64("train.seed")?;
-            (
-                generator.sample(per, seed.wrapping_add(1))?,
-                generator.sample(per.div_ceil(4), seed.wrapping_add(2))?,
-            )
-        }
-        other => {
-            return Err(Error::invalid(
-                "config",
-                format!("data.name '{other}' is not one of digits, idx, cifar10, synthetic, npy"),
-            ));
-        }
-    };
-    let coarse = config.str("data.coarse")?;
-    if coarse.is_empty() {
+    let (train, test) = Source::from_config(config)?.load(config.u64("train.seed")?)?;
+    let Some(coarsening) = coarsening(config)? else {
         return Ok(Splits { train, test });
-    }
-    let coarsening = match coarse {
-        "halves" => Coarsening::Halves,
-        "pairs" => Coarsening::Pairs,
-        other => {
-            return Err(Error::invalid(
-                "config",
-                format!("data.coarse '{other}' is not one of '', halves, pairs"),
-            ));
-        }
     };
     let map = coarsening.apply(&(0..train.num_classes()).collect::<Vec<_>>())?;
     Ok(Splits {
@@ -111,13 +202,26 @@ pub fn load_splits(config: &Config) -> Result<Splits> {
     })
 }
 
-/// The training loader: `data.views` augmented views, shuffled (or class-balanced) batches of
-/// `train.batch_size`, the last incomplete batch dropped.
-pub fn train_loader(config: &Config, train: &Dataset) -> Result<Loader> {
-    let augment: Augment = Augment::parse(config.str("data.augment")?)?;
+/// The augmentation pipeline of `data.augment`.
+pub fn augment(config: &Config) -> Result<Augment> {
+    let text = config.str("data.augment")?;
+    Augment::parse(text)
+        .map_err(|e| Error::invalid("config", format!("data.augment = \"{text}\": {e}")))
+}
+
+/// What the loader takes from the training set's items: the augmentation, checked against
+/// them; the views' size; and a batch size that fits in the set.
+struct Fit {
+    augment: Augment,
+    view_size: Option<(usize, usize)>,
+    batch_size: usize,
+}
+
+fn fit_data(config: &Config, train: &Dataset) -> Result<Fit> {
+    let augment = augment(config)?;
     augment.check(train.item_shape())?;
     let view_size = view_size(config, train.item_shape())?;
-    let batch_size = config.usize("train.batch_size")?;
+    let batch_size = config.positive("train.batch_size")?;
     if batch_size > train.len() {
         return Err(Error::invalid(
             "config",
@@ -127,11 +231,22 @@ pub fn train_loader(config: &Config, train: &Dataset) -> Result<Loader> {
             ),
         ));
     }
+    Ok(Fit {
+        augment,
+        view_size,
+        batch_size,
+    })
+}
+
+/// The training loader: `data.views` augmented views, shuffled (or class-balanced) batches of
+/// `train.batch_size`, the last incomplete batch dropped.
+pub fn train_loader(config: &Config, train: &Dataset) -> Result<Loader> {
+    let fit = fit_data(config, train)?;
     Loader::new(
         train.clone(),
         LoaderConfig {
-            batch_size,
-            views: config.usize("data.views")?,
+            batch_size: fit.batch_size,
+            views: config.positive("data.views")?,
             sampler: if config.bool("data.balanced")? {
                 Sampler::ClassBalanced
             } else {
@@ -139,26 +254,34 @@ pub fn train_loader(config: &Config, train: &Dataset) -> Result<Loader> {
             },
             drop_last: true,
             seed: config.u64("train.seed")?,
-            augment,
-            view_size,
+            augment: fit.augment,
+            view_size: fit.view_size,
         },
     )
+}
+
+/// `data.view_size` as (height, width); `None` for `[]`.
+fn view_sides(config: &Config) -> Result<Option<(usize, usize)>> {
+    let sides = config.usize_list("data.view_size")?;
+    match sides[..] {
+        [] => Ok(None),
+        [s] => Ok(Some((s, s))),
+        [h, w] => Ok(Some((h, w))),
+        _ => {
+            let msg = format!("data.view_size takes [], [S] or [H, W], got {sides:?}");
+            Err(Error::invalid("config", msg))
+        }
+    }
 }
 
 /// `data.view_size` for items of `item_shape`: `None` for `[]` or the items' own size.
 /// Views of another size need an encoder that pools globally (cnn, resnet), since the model
 /// embeds whole images at evaluation.
 pub fn view_size(config: &Config, item_shape: &[usize]) -> Result<Option<(usize, usize)>> {
-    let sides = config.usize_list("data.view_size")?;
-    let (h, w) = match sides[..] {
-        [] => return Ok(None),
-        [s] => (s, s),
-        [h, w] => (h, w),
-        _ => {
-            let msg = format!("data.view_size takes [], [S] or [H, W], got {sides:?}");
-            return Err(Error::invalid("config", msg));
-        }
+    let Some((h, w)) = view_sides(config)? else {
+        return Ok(None);
     };
+    let sides = config.usize_list("data.view_size")?;
     let rank = item_shape.len();
     if !(2..=3).contains(&rank) {
         let msg = format!("data.view_size {sides:?} needs image items, got shape {item_shape:?}");
@@ -167,8 +290,7 @@ pub fn view_size(config: &Config, item_shape: &[usize]) -> Result<Option<(usize,
     if item_shape[rank - 2..] == [h, w] {
         return Ok(None);
     }
-    let encoder = config.str("model.encoder")?;
-    if encoder == "mlp" {
+    if model_keys(config)?.encoder == Encoder::Mlp {
         let msg = format!(
             "data.view_size {sides:?} makes views of another size than the items {item_shape:?}, \
              which the mlp encoder cannot take (only cnn and resnet pool globally)"
@@ -178,13 +300,61 @@ pub fn view_size(config: &Config, item_shape: &[usize]) -> Result<Option<(usize,
     Ok(Some((h, w)))
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoder {
+    Mlp,
+    Cnn,
+    Resnet,
+}
+
+/// The `model.*` keys, checked without the items: all that building the model needs besides
+/// their shape.
+struct ModelKeys {
+    encoder: Encoder,
+    widths: Vec<usize>,
+    projector: Vec<usize>,
+}
+
+fn model_keys(config: &Config) -> Result<ModelKeys> {
+    let encoder = match config.str("model.encoder")? {
+        "mlp" => Encoder::Mlp,
+        "cnn" => Encoder::Cnn,
+        "resnet" => Encoder::Resnet,
+        other => {
+            return Err(Error::invalid(
+                "config",
+                format!("model.encoder '{other}' is not one of mlp, cnn, resnet"),
+            ));
+        }
+    };
+    let widths = config.usize_list("model.widths")?;
+    if widths.is_empty() {
+        let msg = "model.widths = [] leaves the encoder without a layer; give at least one width";
+        return Err(Error::invalid("config", msg));
+    }
+    let projector = config.usize_list("model.projector")?;
+    if config.bool("model.projector_output_norm")? && projector.is_empty() {
+        let msg = "model.projector_output_norm needs a projection head (model.projector is [])";
+        return Err(Error::invalid("config", msg));
+    }
+    Ok(ModelKeys {
+        encoder,
+        widths,
+        projector,
+    })
+}
+
 /// The encoder + projection head of `model.*` for items of `item_shape`, initialised from
 /// `train.seed`. Returns the model and the encoder's output width.
 pub fn build_model(config: &Config, item_shape: &[usize]) -> Result<(EncoderHead<f32>, usize)> {
+    let ModelKeys {
+        encoder: kind,
+        widths,
+        projector,
+    } = model_keys(config)?;
     let mut rng = StdRng::seed_from_u64(config.u64("train.seed")?);
-    let widths = config.usize_list("model.widths")?;
-    let (encoder, out): (Sequential<f32>, usize) = match config.str("model.encoder")? {
-        "mlp" => {
+    let (encoder, out): (Sequential<f32>, usize) = match kind {
+        Encoder::Mlp => {
             let input: usize = item_shape.iter().product();
             let mut all = vec![input];
             all.extend(&widths);
@@ -202,31 +372,26 @@ pub fn build_model(config: &Config, item_shape: &[usize]) -> Result<(EncoderHead
                 .with(Activation::Relu);
             (enc, *all.last().unwrap_or(&input))
         }
-        kind @ ("cnn" | "resnet") => {
+        Encoder::Cnn | Encoder::Resnet => {
             if item_shape.len() != 3 {
+                let name = if kind == Encoder::Cnn {
+                    "cnn"
+                } else {
+                    "resnet"
+                };
                 return Err(Error::invalid(
                     "config",
-                    format!("model.encoder {kind} needs (C, H, W) items, got {item_shape:?}"),
+                    format!("model.encoder {name} needs (C, H, W) items, got {item_shape:?}"),
                 ));
             }
-            let enc = if kind == "cnn" {
+            let enc = if kind == Encoder::Cnn {
                 ConvEncoder::simple(&widths, item_shape[0], &mut rng)?
             } else {
                 ConvEncoder::resnet(item_shape[0], &widths, 2, &mut rng)?
             };
             (enc, *widths.last().unwrap_or(&item_shape[0]))
         }
-        other => {
-            return Err(Error::invalid(
-                "config",
-                format!("model.encoder '{other}' is not one of mlp, cnn, resnet"),
-            ));
-        }
     };
-    if widths.is_empty() {
-        return Err(Error::invalid("config", "model.widths is empty"));
-    }
-    let projector = config.usize_list("model.projector")?;
     let mut head: Sequential<f32> = match projector.len() {
         0 => Sequential::new().with(Identity),
         1 => ProjectionHead::linear(out, projector[0], &mut rng)?,
@@ -238,11 +403,10 @@ pub fn build_model(config: &Config, item_shape: &[usize]) -> Result<(EncoderHead
             Mlp::new(&all, Activation::Relu, batch_norm, &mut rng)?
         }
     };
-    if config.bool("model.projector_output_norm")? {
-        let Some(&width) = projector.last() else {
-            let msg = "model.projector_output_norm needs a projection head (model.projector is [])";
-            return Err(Error::invalid("config", msg));
-        };
+    if let (true, Some(&width)) = (
+        config.bool("model.projector_output_norm")?,
+        projector.last(),
+    ) {
         // SimCLR's head ends in batch norm too: standardising every output coordinate over the
         // batch keeps all of them in use.
         head.push(BatchNorm::new_1d(width)?);
@@ -250,65 +414,177 @@ pub fn build_model(config: &Config, item_shape: &[usize]) -> Result<(EncoderHead
     Ok((EncoderHead::new(encoder, head), out))
 }
 
-/// The loss of `loss.name` with the comma-separated `loss.params`.
+/// The loss of `loss.name` with the comma-separated `loss.params`, tried once on a batch of
+/// the configured shape ([`try_loss`]).
 pub fn build_loss(config: &Config) -> Result<Loss> {
-    let params = config.str("loss.params")?;
-    let mut loss = Loss::by_name(config.str("loss.name")?)?;
+    let (name, params) = (config.str("loss.name")?, config.str("loss.params")?);
+    let mut loss = Loss::by_name(name)
+        .map_err(|e| Error::invalid("config", format!("loss.name = \"{name}\": {e}")))?;
+    let bad_params =
+        |e: String| Error::invalid("config", format!("loss.params = \"{params}\": {e}"));
     for assignment in params.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (key, value) = assignment.split_once('=').ok_or_else(|| {
-            Error::invalid(
-                "config",
-                format!("loss.params: expected key=value, got '{assignment}'"),
-            )
-        })?;
-        loss.set(key.trim(), value.trim())?;
+        let (key, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| bad_params(format!("expected key=value, got '{assignment}'")))?;
+        loss.set(key.trim(), value.trim())
+            .map_err(|e| bad_params(e.to_string()))?;
     }
+    try_loss(config, &loss)?;
     Ok(loss)
 }
 
-/// The optimiser of `optim.*`.
+/// Samples in the batch [`try_loss`] runs (fewer when `train.batch_size` is smaller).
+const TRY_SAMPLES: usize = 8;
+
+/// Runs `loss` on a small batch shaped as training feeds it: `min(train.batch_size, 8)`
+/// samples of `data.views` views, with labels when it reads them. The losses check view counts
+/// (NT-Xent needs two, triplet three), batch sizes, parameter ranges and their inputs only
+/// when computed; this makes those failures a configuration error naming the keys instead of
+/// one at the first step. The losses themselves decide, so the rules live in one place.
+fn try_loss(config: &Config, loss: &Loss) -> Result<()> {
+    let views = config.positive("data.views")?;
+    let batch = config.positive("train.batch_size")?;
+    let (n, dim) = (batch.min(TRY_SAMPLES), 4);
+    // Distinct, finite rows; two samples per label so that label-based losses see positives.
+    let values: Vec<f64> = (0..n * views * dim)
+        .map(|i| ((i * 7 % 11) as f64 - 5.0) / 5.0)
+        .collect();
+    let features = Tensor::<f32>::from_f64s(&values, [n, views, dim])?;
+    let labels: Vec<i64> = (0..n as i64).map(|i| i / 2).collect();
+    let inputs = LossInputs::new(&features);
+    let inputs = if loss.reads().0 {
+        inputs.with_labels(&labels)
+    } else {
+        inputs
+    };
+    loss.compute(&inputs).map_err(|e| {
+        Error::invalid(
+            "config",
+            format!(
+                "loss.name = \"{}\", loss.params = \"{}\", data.views = {views}, \
+                 train.batch_size = {batch}: {e} (checked on a batch of {n} samples × {views} \
+                 views before training)",
+                loss.name(),
+                config.str("loss.params").unwrap_or_default()
+            ),
+        )
+    })?;
+
+    Ok(())
+}
+
+/// The gradients of no parameter: a step with them only checks an optimiser's settings.
+struct NoGradients;
+
+impl GradientSource<f32> for NoGradients {
+    fn gradient(&self, _param: &Tensor<f32>) -> Option<&Tensor<f32>> {
+        None
+    }
+}
+
+/// The optimiser of `optim.*`. Momentum and Nesterov momentum exist in SGD and LARS only: set
+/// to anything but their defaults for Adam or AdamW they are an error, not silently dropped.
+/// A step over no parameters then checks the settings (ranges, Nesterov without momentum),
+/// which the optimisers otherwise check only at the first training step.
 pub fn build_optimizer(config: &Config) -> Result<Box<dyn Optimizer<f32>>> {
+    let name = config.str("optim.name")?;
     let lr = config.f64("optim.lr")?;
     let wd = config.f64("optim.weight_decay")?;
     let momentum = config.f64("optim.momentum")?;
-    Ok(match config.str("optim.name")? {
+    let nesterov = config.bool("optim.nesterov")?;
+    let mut optimizer: Box<dyn Optimizer<f32>> = match name {
         "sgd" => Box::new(
             Sgd::new(lr)
                 .with_momentum(momentum)
-                .with_nesterov(config.bool("optim.nesterov")?)
+                .with_nesterov(nesterov)
                 .with_weight_decay(wd),
         ),
-        "adam" => Box::new(Adam::new(lr).with_weight_decay(wd)),
-        "adamw" => Box::new(Adam::adamw(lr).with_weight_decay(wd)),
-        "lars" => Box::new(Lars::new(lr).with_momentum(momentum).with_weight_decay(wd)),
+        "lars" => Box::new(
+            Lars::new(lr)
+                .with_momentum(momentum)
+                .with_nesterov(nesterov)
+                .with_weight_decay(wd),
+        ),
+        "adam" | "adamw" => {
+            for key in ["optim.momentum", "optim.nesterov"] {
+                if !config.is_default(key)? {
+                    return Err(Error::invalid(
+                        "config",
+                        format!(
+                            "{key} = {} has no effect with optim.name = \"{name}\": it applies \
+                             to sgd and lars only",
+                            config.get(key)?
+                        ),
+                    ));
+                }
+            }
+            if name == "adam" {
+                Box::new(Adam::new(lr).with_weight_decay(wd))
+            } else {
+                Box::new(Adam::adamw(lr).with_weight_decay(wd))
+            }
+        }
         other => {
             return Err(Error::invalid(
                 "config",
                 format!("optim.name '{other}' is not one of sgd, adam, adamw, lars"),
             ));
         }
-    })
+    };
+    optimizer.step(&mut [], &NoGradients).map_err(|e| {
+        Error::invalid(
+            "config",
+            format!(
+                "optim.name = \"{name}\" with optim.lr = {lr}, optim.weight_decay = {wd}, \
+                 optim.momentum = {momentum}, optim.nesterov = {nesterov}: {e}"
+            ),
+        )
+    })?;
+    Ok(optimizer)
 }
 
-/// The learning rate per step: constant, or linear warm-up then cosine decay.
+/// The learning rate per step: constant, or linear warm-up then cosine decay. A warm-up longer
+/// than the run, or a `schedule.final_lr` without `schedule.cosine` (which would be ignored),
+/// is an error.
 pub fn build_schedule(config: &Config, steps_per_epoch: usize) -> Result<Box<dyn LrSchedule>> {
     let lr = config.f64("optim.lr")?;
-    let total = config.usize("train.epochs")? * steps_per_epoch;
-    let warmup = config.usize("schedule.warmup_epochs")? * steps_per_epoch;
-    if !config.bool("schedule.cosine")? && warmup == 0 {
+    // 0 epochs is allowed: the run evaluates the initialised model (a baseline).
+    let epochs = config.usize("train.epochs")?;
+    let warmup_epochs = config.usize("schedule.warmup_epochs")?;
+    if warmup_epochs > epochs {
+        return Err(Error::invalid(
+            "config",
+            format!(
+                "schedule.warmup_epochs = {warmup_epochs} is longer than train.epochs = {epochs}"
+            ),
+        ));
+    }
+    let cosine = config.bool("schedule.cosine")?;
+    if !cosine && !config.is_default("schedule.final_lr")? {
+        return Err(Error::invalid(
+            "config",
+            format!(
+                "schedule.final_lr = {} has no effect without schedule.cosine = true",
+                config.f64("schedule.final_lr")?
+            ),
+        ));
+    }
+    let (total, warmup) = (epochs * steps_per_epoch, warmup_epochs * steps_per_epoch);
+    if !cosine && warmup == 0 {
         return Ok(Box::new(Constant(lr)));
     }
-    let final_lr = if config.bool("schedule.cosine")? {
+    let final_lr = if cosine {
         config.f64("schedule.final_lr")?
     } else {
         lr
     };
-    Ok(Box::new(LinearWarmupCosine::new(
-        lr,
-        warmup.min(total),
-        total,
-        final_lr,
-    )?))
+    let schedule = LinearWarmupCosine::new(lr, warmup, total, final_lr).map_err(|e| {
+        Error::invalid(
+            "config",
+            format!("optim.lr = {lr} with schedule.final_lr = {final_lr}: {e}"),
+        )
+    })?;
+    Ok(Box::new(schedule))
 }
 
 #[cfg(test)]
