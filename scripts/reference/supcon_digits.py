@@ -7,6 +7,7 @@ pixel with zero fill, pixel drop 0.1, Gaussian noise σ 0.1); the digits split o
 with index % 5 == 0 are the test set); a linear probe on the encoder output (L-BFGS, C = 1).
 
     python scripts/reference/supcon_digits.py --seed S [--epochs 200] [--tau 0.1] [--loss simclr]
+        [--shift 1] [--drop 0.1] [--noise 0.1]   (0 0 0: no augmentation, `data.augment = "none"`)
 
 Needs numpy and torch (a scratch virtual environment; PyTorch is never a dependency of the
 crate). Prints one JSON line: the probe accuracy and, for the normalised projector output z and
@@ -32,6 +33,9 @@ p.add_argument("--drop-last", type=int, default=1)
 p.add_argument("--cosine", type=int, default=0)
 p.add_argument("--final-lr", type=float, default=0.0)
 p.add_argument("--loss", default="supcon")  # supcon | simclr
+p.add_argument("--shift", type=int, default=1)
+p.add_argument("--drop", type=float, default=0.1)
+p.add_argument("--noise", type=float, default=0.1)
 p.add_argument("--out", default="")
 p.add_argument("--log-every", type=int, default=0)
 args = p.parse_args()
@@ -48,17 +52,18 @@ Xtr, Ytr, Xte, Yte = X[tr], Y[tr], X[te], Y[te]
 
 
 def augment(x):
-    """x (B, 64) -> shifted by dy, dx in {-1,0,1} (zero fill), pixel drop 0.1, noise 0.1."""
+    """x (B, 64) -> shifted by dy, dx in {-s..s} (zero fill), pixel drop, Gaussian noise."""
     b = x.shape[0]
-    img = F.pad(x.view(b, 8, 8), (1, 1, 1, 1))  # (B, 10, 10)
-    dy = torch.randint(-1, 2, (b,))
-    dx = torch.randint(-1, 2, (b,))
-    rows = (torch.arange(8)[None, :] + 1 - dy[:, None])  # out[r] = in[r - dy]
-    cols = (torch.arange(8)[None, :] + 1 - dx[:, None])
+    s = args.shift
+    img = F.pad(x.view(b, 8, 8), (s, s, s, s))  # (B, 8 + 2s, 8 + 2s)
+    dy = torch.randint(-args.shift, args.shift + 1, (b,))
+    dx = torch.randint(-args.shift, args.shift + 1, (b,))
+    rows = (torch.arange(8)[None, :] + s - dy[:, None])  # out[r] = in[r - dy]
+    cols = (torch.arange(8)[None, :] + s - dx[:, None])
     out = img[torch.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]
     out = out.reshape(b, 64)
-    out = out * (torch.rand_like(out) >= 0.1)
-    return out + 0.1 * torch.randn_like(out)
+    out = out * (torch.rand_like(out) >= args.drop)
+    return out + args.noise * torch.randn_like(out)
 
 
 class Model(nn.Module):

@@ -1,7 +1,7 @@
 //! The evaluation at the end of a run (and of `contrastive eval`): linear probe and kNN on the
 //! encoder output, alignment/uniformity and class-collapse geometry of the normalised projector
-//! output, coarse and fine probes when the run trained on coarse labels; written as JSON and
-//! SVG plots into the run folder.
+//! output (the geometry on the test and the training split), coarse and fine probes when the
+//! run trained on coarse labels; written as JSON and SVG plots into the run folder.
 
 use super::config::Config;
 use super::plots;
@@ -48,6 +48,9 @@ pub struct Evaluation {
     pub align_uniform: AlignUniform,
     /// Of the normalised projector outputs of the test set, by training label.
     pub collapse: CollapseReport,
+    /// The same of the (unaugmented) training set: neural collapse, and the simplex it ends in
+    /// (Papyan et al., Graf et al.), is a property of the data the loss was minimised on.
+    pub collapse_train: CollapseReport,
     /// 2-d PCA of the test encoder outputs, and the classes to colour them by.
     pub pca: Vec<[f64; 2]>,
     pub pca_classes: Vec<usize>,
@@ -59,7 +62,7 @@ pub fn evaluate(
     splits: &Splits,
     config: &Config,
 ) -> Result<Evaluation> {
-    let (h_train, _) = embed(model, &splits.train)?;
+    let (h_train, z_train) = embed(model, &splits.train)?;
     let (h_test, z_test) = embed(model, &splits.test)?;
     let fine = |d: &Dataset| d.fine_labels().unwrap_or(d.labels()).to_vec();
     let (train_fine, test_fine) = (fine(&splits.train), fine(&splits.test));
@@ -124,6 +127,7 @@ pub fn evaluate(
         )?,
     };
     let collapse = eval::class_collapse(&z_test, splits.test.labels())?;
+    let collapse_train = eval::class_collapse(&z_train, splits.train.labels())?;
     let pca = Pca2::fit_project(&h_test)?.1;
     Ok(Evaluation {
         probe,
@@ -131,6 +135,7 @@ pub fn evaluate(
         knn,
         align_uniform,
         collapse,
+        collapse_train,
         pca,
         pca_classes: test_fine,
     })
@@ -184,7 +189,9 @@ impl Evaluation {
             "{{\"probe\": {}, \"coarse_probe\": {}, \"knn_accuracy\": {}, \"knn_k\": {}, \
              \"alignment\": {}, \"uniformity\": {}, \"within_class_variance\": {}, \
              \"class_mean_cosine\": {}, \"class_mean_cosine_min\": {}, \"class_mean_cosine_max\": {}, \
-             \"simplex_cosine\": {}, \"etf_distance\": {}, \"class_mean_offset\": {}}}",
+             \"simplex_cosine\": {}, \"etf_distance\": {}, \"class_mean_offset\": {}, \
+             \"train_split\": {{\"within_class_variance\": {}, \"class_mean_cosine_min\": {}, \
+             \"class_mean_cosine_max\": {}, \"etf_distance\": {}, \"class_mean_offset\": {}}}}}",
             probe_json(&self.probe),
             probe_json(&self.coarse_probe),
             json_number(self.knn.accuracy),
@@ -197,7 +204,12 @@ impl Evaluation {
             json_number(c.max_cosine),
             json_number(c.simplex_cosine),
             json_number(c.etf_distance),
-            json_number(c.mean_offset)
+            json_number(c.mean_offset),
+            json_number(self.collapse_train.within_class_variance),
+            json_number(self.collapse_train.min_cosine),
+            json_number(self.collapse_train.max_cosine),
+            json_number(self.collapse_train.etf_distance),
+            json_number(self.collapse_train.mean_offset)
         )
     }
 
@@ -232,18 +244,22 @@ impl Evaluation {
             "alignment {:.4}  uniformity {:.4}",
             self.align_uniform.alignment, self.align_uniform.uniformity
         );
-        let c = &self.collapse;
-        let _ = writeln!(
-            s,
-            "within-class variance {:.4}; centred class-mean cosines min {:.4} max {:.4} \
-             (simplex: all {:.4}), ETF distance {:.4}, shared class-mean offset {:.4}",
-            c.within_class_variance,
-            c.min_cosine,
-            c.max_cosine,
-            c.simplex_cosine,
-            c.etf_distance,
-            c.mean_offset
-        );
+        for (split, c) in [
+            ("", &self.collapse),
+            ("training split: ", &self.collapse_train),
+        ] {
+            let _ = writeln!(
+                s,
+                "{split}within-class variance {:.4}; centred class-mean cosines min {:.4} max \
+                 {:.4} (simplex: all {:.4}), ETF distance {:.4}, shared class-mean offset {:.4}",
+                c.within_class_variance,
+                c.min_cosine,
+                c.max_cosine,
+                c.simplex_cosine,
+                c.etf_distance,
+                c.mean_offset
+            );
+        }
         s
     }
 
