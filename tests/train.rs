@@ -293,6 +293,40 @@ fn simclr_trains_on_more_than_two_views() {
     assert!(outcome.evaluation.unwrap().probe.unwrap().test_accuracy > 0.8);
 }
 
+/// Every optimiser, the warm-up + cosine schedule, gradient clipping and the class-balanced
+/// sampler train end to end: the epoch loss falls over the four epochs.
+#[test]
+fn every_optimiser_schedule_clipping_and_sampler_trains() {
+    for settings in [
+        &["optim.name=sgd", "optim.lr=0.1", "optim.nesterov=true"][..],
+        &["optim.name=adamw", "optim.weight_decay=0.05"],
+        &["optim.name=lars", "optim.lr=1.0", "optim.nesterov=true"],
+        &[
+            "schedule.warmup_epochs=1",
+            "schedule.cosine=true",
+            "schedule.final_lr=0.00001",
+        ],
+        &["optim.clip_grad_norm=0.5"],
+        &["data.balanced=true"],
+    ] {
+        let dir = Scratch::new(&format!("opt-{}", settings.join("-")));
+        let mut all = vec!["eval.probe=false"];
+        all.extend(settings);
+        run::train(&small(&all), &options(&dir)).unwrap();
+        let metrics = std::fs::read_to_string(dir.join(METRICS)).unwrap();
+        let losses: Vec<f64> = metrics.lines().map(|l| field(l, "loss")).collect();
+        assert!(
+            losses.len() == 4 && losses[3] < losses[0],
+            "{settings:?}: {losses:?}"
+        );
+        if settings.contains(&"schedule.cosine=true") {
+            // The rate logged after the last epoch is the end of the decay.
+            let last_lr = field(metrics.lines().last().unwrap(), "lr");
+            assert!(last_lr < 1e-4, "{last_lr}");
+        }
+    }
+}
+
 fn collapse(dir: &Path, config: &Config) -> (f64, f64, f64) {
     let e = run::train(config, &options(dir))
         .unwrap()

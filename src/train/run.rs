@@ -471,23 +471,13 @@ impl Progress {
             return;
         }
         self.last_draw = Some(Instant::now());
-        let total = self.epochs * self.steps;
-        let done = epoch * self.steps + step;
-        let width = 24;
-        let filled = (width * done).checked_div(total).unwrap_or(width);
+        let (total, done) = (self.epochs * self.steps, epoch * self.steps + step);
         let rate = samples as f64 / epoch_started.elapsed().as_secs_f64().max(1e-9);
         let per_step = self.run_started.elapsed().as_secs_f64() / self.steps_done as f64;
         let eta = (total.saturating_sub(done)) as f64 * per_step;
         eprint!(
-            "\repoch {:>4}/{} [{}{}] loss {:.4} | {:.0} samples/s | ETA {}:{:02}   ",
-            epoch + 1,
-            self.epochs,
-            "=".repeat(filled),
-            " ".repeat(width - filled),
-            loss,
-            rate,
-            (eta / 60.0) as u64,
-            (eta % 60.0) as u64
+            "\r{}   ",
+            progress_line(epoch, self.epochs, done, total, loss, rate, eta)
         );
     }
 
@@ -496,6 +486,33 @@ impl Progress {
             eprintln!();
         }
     }
+}
+
+/// One line of the progress bar: epoch, a bar over the whole run (`done` of `total` steps), the
+/// epoch's mean loss, throughput and the time left.
+fn progress_line(
+    epoch: usize,
+    epochs: usize,
+    done: usize,
+    total: usize,
+    loss: f64,
+    samples_per_s: f64,
+    eta_s: f64,
+) -> String {
+    const WIDTH: usize = 24;
+    let filled = (WIDTH * done)
+        .checked_div(total)
+        .unwrap_or(WIDTH)
+        .min(WIDTH);
+    let eta = eta_s.max(0.0).round() as u64;
+    format!(
+        "epoch {:>4}/{epochs} [{}{}] loss {loss:.4} | {samples_per_s:.0} samples/s | ETA {}:{:02}",
+        epoch + 1,
+        "=".repeat(filled),
+        " ".repeat(WIDTH - filled),
+        eta / 60,
+        eta % 60
+    )
 }
 
 /// Rebuilds the model of a checkpoint with its data splits.
@@ -542,4 +559,27 @@ pub fn embed_checkpoint(
         },
         labels,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress_line;
+
+    #[test]
+    fn the_progress_line_shows_epoch_bar_loss_throughput_and_eta() {
+        assert_eq!(
+            progress_line(1, 4, 10, 20, 1.23456, 9876.4, 125.4),
+            "epoch    2/4 [============            ] loss 1.2346 | 9876 samples/s | ETA 2:05"
+        );
+        // The bar is full at the end, and never overflows; no steps at all counts as done.
+        assert!(
+            progress_line(3, 4, 20, 20, 0.5, 1.0, 0.0).contains(&format!("[{}]", "=".repeat(24)))
+        );
+        assert!(
+            progress_line(3, 4, 25, 20, 0.5, 1.0, 0.0).contains(&format!("[{}]", "=".repeat(24)))
+        );
+        assert!(progress_line(0, 0, 0, 0, 0.5, 1.0, 0.0).ends_with("ETA 0:00"));
+        // 59.6 s rounds to a minute, not to "0:60".
+        assert!(progress_line(0, 1, 0, 1, 0.5, 1.0, 59.6).ends_with("ETA 1:00"));
+    }
 }

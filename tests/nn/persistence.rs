@@ -1,10 +1,11 @@
 //! Persistence, part of the `nn` test binary: safetensors round trips, the exact byte layout,
 //! corrupt files (each error naming the file and the byte offset), headers written by other
-//! tools, and `Module::load_state`.
+//! tools, atomic writes, and `Module::load_state`.
 
 use super::{rng, scratch};
 use contrastive::nn::{
     Activation, EncoderHead, Mlp, Mode, Module, ProjectionHead, load_safetensors, save_safetensors,
+    write_atomic,
 };
 use contrastive::{Error, Result, Tensor};
 use std::collections::BTreeMap;
@@ -190,6 +191,40 @@ fn headers_from_other_writers_are_read() -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // load_state
 // ---------------------------------------------------------------------------------------------
+
+/// `write_atomic`, behind every checkpoint and run file: the new bytes replace the old whole,
+/// no temporary file is left beside them, and a failed write leaves nothing and names the path.
+#[test]
+fn write_atomic_replaces_whole_files_and_leaves_no_temporary() {
+    let dir = scratch("atomic");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("file.bin");
+    write_atomic(&path, b"first version, longer than the second").unwrap();
+    write_atomic(&path, b"second").unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), b"second");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, vec!["file.bin".to_string()]);
+
+    let missing = dir.join("no-such-folder").join("file.bin");
+    let e = write_atomic(&missing, b"x").unwrap_err();
+    assert!(
+        matches!(&e, Error::Io { path, .. } if path == &missing.display().to_string()),
+        "{e}"
+    );
+    // A folder where the file should be: the rename fails and the temporary is removed.
+    std::fs::create_dir_all(dir.join("taken")).unwrap();
+    assert!(write_atomic(dir.join("taken"), b"x").is_err());
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    std::fs::remove_dir_all(&dir).ok();
+}
 
 fn small_model(seed: u64) -> Result<EncoderHead<f64>> {
     let mut r = rng(seed);
