@@ -137,6 +137,27 @@ fn bad_values_are_rejected_before_training_naming_the_key_and_value() {
             &["train.batch_size", "got 0"][..],
         ),
         (&["eval.knn_k = 0"], &["eval.knn_k", "got 0"]),
+        // Settings that would be silently ignored.
+        (
+            &["data.path = \"/tmp/x\""],
+            &["data.path = \"/tmp/x\"", "no effect"],
+        ),
+        (
+            &["data.synthetic.noise = 0.3"],
+            &["data.synthetic.noise = 0.3", "synthetic"],
+        ),
+        (
+            &["model.encoder = \"cnn\"", "model.batch_norm = true"],
+            &["model.batch_norm = true", "mlp"],
+        ),
+        (
+            &["model.projector_batch_norm = true"],
+            &["model.projector_batch_norm = true", "hidden layer"],
+        ),
+        (
+            &["optim.clip_grad_norm = -1.0"],
+            &["optim.clip_grad_norm = -1", ">= 0"],
+        ),
         (&["data.views = 0"], &["data.views", "got 0"]),
         // NT-Xent (the default loss) contrasts a sample's views: one is not enough.
         (&["data.views = 1"], &["data.views = 1", "nt_xent"]),

@@ -12,7 +12,6 @@ use super::report::{self, Evaluation};
 use super::setup::{self, Splits};
 use crate::distributed::{self, Collective, DEFAULT_CHECK_EVERY, DataParallel};
 use crate::error::{Error, Result};
-use crate::losses::{Loss, LossInputs};
 use crate::nn::{EncoderHead, Mode, Module};
 use crate::optim::{clip_grad_norm, global_grad_norm};
 use crate::tensor::Device;
@@ -99,16 +98,6 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
 }
 
 /// The loss inputs for a batch of features `(B, V, p)` with labels.
-fn loss_value(loss: &Loss, features: &Tensor<f32>, labels: &[i64]) -> Result<Tensor<f32>> {
-    let inputs = LossInputs::new(features);
-    let inputs = if loss.reads().0 {
-        inputs.with_labels(labels)
-    } else {
-        inputs
-    };
-    loss.compute(&inputs)
-}
-
 fn train_inner(
     config: &Config,
     options: &RunOptions,
@@ -226,7 +215,7 @@ fn train_inner(
                 ));
             }
             let labels: Vec<i64> = batch.labels.iter().map(|&l| l as i64).collect();
-            let l = loss_value(&loss, &features, &labels)?;
+            let l = setup::compute_loss(&loss, &features, &labels)?;
             let value = f64::from(l.item()?);
             if !value.is_finite() {
                 return Err(non_finite(

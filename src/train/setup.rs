@@ -58,6 +58,7 @@ pub fn check_keys(config: &Config) -> Result<()> {
     config.positive("eval.knn_k")?;
     config.bool("eval.probe")?;
     model_keys(config)?;
+    check_no_dead_settings(config)?;
     build_loss(config)?;
     build_optimizer(config)?;
     build_schedule(config, 1)?;
@@ -65,6 +66,64 @@ pub fn check_keys(config: &Config) -> Result<()> {
     device
         .parse::<Device>()
         .map_err(|e| Error::invalid("config", format!("train.device = \"{device}\": {e}")))?;
+    Ok(())
+}
+
+/// Settings that the configuration would silently ignore: a value set on purpose must act or be
+/// an error (the defaults are always accepted).
+fn check_no_dead_settings(config: &Config) -> Result<()> {
+    let data = config.str("data.name")?;
+    let encoder = config.str("model.encoder")?;
+    let hidden_projector = config.usize_list("model.projector")?.len() >= 2;
+    let synthetic_keys = [
+        "data.synthetic.coarse",
+        "data.synthetic.sub",
+        "data.synthetic.dim",
+        "data.synthetic.per_class",
+        "data.synthetic.coarse_sep",
+        "data.synthetic.sub_sep",
+        "data.synthetic.noise",
+    ];
+    let mut rules: Vec<(&str, bool, &str)> = vec![
+        (
+            "data.path",
+            matches!(data, "digits" | "synthetic"),
+            "data.name = digits and synthetic read no file",
+        ),
+        (
+            "model.batch_norm",
+            encoder != "mlp",
+            "it applies to the mlp encoder (cnn and resnet blocks always have batch norm)",
+        ),
+        (
+            "model.projector_batch_norm",
+            !hidden_projector,
+            "the projection head has no hidden layer (model.projector needs two widths or more)",
+        ),
+    ];
+    for key in synthetic_keys {
+        rules.push((
+            key,
+            data != "synthetic",
+            "it applies to data.name = synthetic only",
+        ));
+    }
+    for (key, dead, why) in rules {
+        if dead && !config.is_default(key)? {
+            let value = config.get(key)?;
+            return Err(Error::invalid(
+                "config",
+                format!("{key} = {value} has no effect here: {why}"),
+            ));
+        }
+    }
+    let clip = config.f64("optim.clip_grad_norm")?;
+    if !(clip >= 0.0 && clip.is_finite()) {
+        return Err(Error::invalid(
+            "config",
+            format!("optim.clip_grad_norm = {clip} must be finite and >= 0 (0: no clipping)"),
+        ));
+    }
     Ok(())
 }
 
@@ -433,6 +492,18 @@ pub fn build_loss(config: &Config) -> Result<Loss> {
     Ok(loss)
 }
 
+/// `loss` on a training batch's `(B, V, d)` features, given the labels when it reads them (as
+/// training does; the label-free losses must not see them).
+pub fn compute_loss(loss: &Loss, features: &Tensor<f32>, labels: &[i64]) -> Result<Tensor<f32>> {
+    let inputs = LossInputs::new(features);
+    let inputs = if loss.reads().0 {
+        inputs.with_labels(labels)
+    } else {
+        inputs
+    };
+    loss.compute(&inputs)
+}
+
 /// Samples in the batch [`try_loss`] runs (fewer when `train.batch_size` is smaller).
 const TRY_SAMPLES: usize = 8;
 
@@ -451,13 +522,7 @@ fn try_loss(config: &Config, loss: &Loss) -> Result<()> {
         .collect();
     let features = Tensor::<f32>::from_f64s(&values, [n, views, dim])?;
     let labels: Vec<i64> = (0..n as i64).map(|i| i / 2).collect();
-    let inputs = LossInputs::new(&features);
-    let inputs = if loss.reads().0 {
-        inputs.with_labels(&labels)
-    } else {
-        inputs
-    };
-    loss.compute(&inputs).map_err(|e| {
+    compute_loss(loss, &features, &labels).map_err(|e| {
         Error::invalid(
             "config",
             format!(
