@@ -5,7 +5,7 @@
 //! an error naming the key and the value, and the file reader's errors to name the line.
 
 use contrastive::sweep::{Sweep, describe};
-use contrastive::train::{Config, setup};
+use contrastive::train::{Config, Value, setup};
 use std::path::{Path, PathBuf};
 
 /// The `*.toml` files of `configs/<sub>`, sorted.
@@ -374,4 +374,27 @@ fn comments_quotes_and_dotted_keys_read_as_toml_does() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("loss.name") && e.contains("\"supcon"), "{e}");
+}
+
+/// A checkpoint stores its configuration as text: every string must read back as written,
+/// whatever it holds (TOML escapes in, the same escapes out).
+#[test]
+fn the_written_configuration_reads_back_to_itself() {
+    let mut c = Config::default();
+    for (key, value) in [
+        ("data.name", "npy"),
+        ("data.path", r#"C:\data\"quoted" # not a comment"#),
+        ("data.augment", "noise:0.1"),
+    ] {
+        c.set(key, Value::Str(value.into())).unwrap();
+    }
+    let text = c.to_toml();
+    let mut back = Config::default();
+    back.apply_toml(&text, "written.toml").unwrap();
+    assert_eq!(
+        back.str("data.path").unwrap(),
+        r#"C:\data\"quoted" # not a comment"#,
+        "{text}"
+    );
+    assert_eq!(back.id(), c.id());
 }

@@ -2,9 +2,10 @@
 //! configuration (`[table]` headers, `key = value` lines, `#` comments; values as
 //! `syntax.rs` reads them). See the [module docs](super) for the format.
 
-use super::syntax::{label_of, parse_value, seed_list};
+use super::syntax::{label_of, seed_list};
 use crate::error::{Error, Result};
-use crate::train::config::strip_comment;
+use crate::train::toml::read_value;
+use crate::train::toml::strip_comment;
 use crate::train::{Config, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -140,7 +141,7 @@ impl Sweep {
             })?;
             let (key, value) = (
                 key.trim(),
-                parse_value(value).map_err(|m| fail(origin, line_no, m))?,
+                read_value(value).map_err(|m| fail(origin, line_no, m))?,
             );
             match &section {
                 Section::Sweep => {

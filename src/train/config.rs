@@ -3,6 +3,7 @@
 //! sweep grids all edit the same map; unknown keys and ill-typed values are errors naming the
 //! key. The resolved map has a canonical text form, and a run's id is a hash of it.
 
+use super::toml::{quote, read_value, strip_comment};
 use crate::error::{Error, Result};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -85,7 +86,7 @@ impl fmt::Display for Value {
             }
             Value::Float(x) => write!(f, "{x:?}"),
             Value::Bool(b) => write!(f, "{b}"),
-            Value::Str(s) => write!(f, "{s:?}"),
+            Value::Str(s) => f.write_str(&quote(s)),
             Value::List(items) => {
                 write!(f, "[")?;
                 for (i, v) in items.iter().enumerate() {
@@ -335,7 +336,7 @@ impl Config {
                     "'{full}' is set twice (first at line {first})"
                 )));
             }
-            let value = parse_written(value).map_err(|m| fail(format!("'{full}': {m}")))?;
+            let value = read_value(value).map_err(|m| fail(format!("'{full}': {m}")))?;
             let outside = if table.is_empty() && !key.contains('.') {
                 " (the line is outside any [table])"
             } else {
@@ -357,7 +358,7 @@ impl Config {
         let value = if value.trim().is_empty() {
             Value::Str(String::new())
         } else {
-            parse_written(value).map_err(|m| Error::invalid("config", format!("'{key}': {m}")))?
+            read_value(value).map_err(|m| Error::invalid("config", format!("'{key}': {m}")))?
         };
         self.set(key, value)
     }
@@ -467,20 +468,6 @@ impl Config {
     }
 }
 
-/// The line without a trailing `#` comment (a `#` inside a `"…"` or `'…'` string is kept).
-pub(crate) fn strip_comment(line: &str) -> &str {
-    let mut quote = None;
-    for (i, c) in line.char_indices() {
-        match (quote, c) {
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(q), _) if c == q => quote = None,
-            (None, '#') => return &line[..i],
-            _ => {}
-        }
-    }
-    line
-}
-
 /// A table name or key: dot-separated parts of letters, digits, `_` and `-`.
 fn is_dotted_name(name: &str) -> bool {
     name.split('.').all(|part| {
@@ -489,41 +476,6 @@ fn is_dotted_name(name: &str) -> bool {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     })
-}
-
-/// Reads a written value as [`Value::parse`] does, after checking its quotes and brackets:
-/// `Value::parse` alone takes `"supcon` (a lost closing quote) for `supcon` and `[1, 2` for a
-/// string. Strings may be `"…"`, `'…'` or bare; list items are split at every comma.
-fn parse_written(text: &str) -> std::result::Result<Value, String> {
-    let t = text.trim();
-    if t.starts_with('[') != t.ends_with(']') {
-        return Err(format!("unbalanced brackets in {t}"));
-    }
-    let items: Vec<&str> = match t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-        Some(inner) => {
-            let mut items: Vec<&str> = inner.split(',').map(str::trim).collect();
-            if items.last() == Some(&"") {
-                items.pop(); // `[]`, or a trailing comma
-            }
-            if items.iter().any(|i| i.is_empty() || i.contains(['[', ']'])) {
-                return Err(format!("an empty or nested item in the list {t}"));
-            }
-            items
-        }
-        None => vec![t],
-    };
-    for item in items {
-        let quoted = ['"', '\'']
-            .into_iter()
-            .find(|&q| item.starts_with(q) || item.ends_with(q));
-        if let Some(q) = quoted {
-            let inner = item.strip_prefix(q).and_then(|r| r.strip_suffix(q));
-            if inner.is_none_or(|i| i.contains(q)) {
-                return Err(format!("unterminated or stray quote in {item}"));
-            }
-        }
-    }
-    Ok(Value::parse(t))
 }
 
 /// An error's message without its `config: ` prefix, to wrap in one that names the line.

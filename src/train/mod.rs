@@ -8,6 +8,7 @@ pub mod plots;
 pub mod report;
 pub mod run;
 pub mod setup;
+pub(crate) mod toml;
 
 pub use config::{Config, Value};
 pub use run::{RunOptions, RunOutcome, RunStatus, train};

@@ -1,0 +1,224 @@
+//! The TOML value syntax that run configurations and sweep files share: basic strings `"…"`
+//! with TOML's escapes, literal strings `'…'`, lists (nested, items split at top-level commas,
+//! a trailing comma allowed), and bare scalars as [`Value::parse`] reads them; `#` comments.
+//! One reader, so a value means the same in a config, a `--set` and a sweep, and the writer
+//! ([`quote`]) is its inverse: a checkpoint's configuration reads back to itself.
+
+use super::config::Value;
+
+/// The line without a trailing `#` comment (a `#` inside a string is kept; `\"` does not end a
+/// basic string).
+pub(crate) fn strip_comment(line: &str) -> &str {
+    let mut quote = None;
+    let mut escaped = false;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (Some('"'), _) if escaped => escaped = false,
+            (Some('"'), '\\') => escaped = true,
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), _) if c == q => quote = None,
+            (None, '#') => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
+/// Reads a written value: a string, a list or a bare scalar. Errors say what is malformed and
+/// quote the text: an unterminated or stray quote, an unclosed bracket, an empty list item,
+/// an unknown escape.
+pub(crate) fn read_value(text: &str) -> Result<Value, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("missing value after `=`".into());
+    }
+    if let Some(inner) = t.strip_prefix('[') {
+        let inner = inner
+            .strip_suffix(']')
+            .ok_or_else(|| format!("unclosed list {t}"))?;
+        return split_top_level(inner)?
+            .into_iter()
+            .map(read_value)
+            .collect::<Result<_, _>>()
+            .map(Value::List);
+    }
+    if let Some(body) = t.strip_prefix('"') {
+        return basic_string(body, t).map(Value::Str);
+    }
+    if let Some(body) = t.strip_prefix('\'') {
+        return match body.strip_suffix('\'') {
+            Some(inner) if !inner.contains('\'') => Ok(Value::Str(inner.to_string())),
+            _ => Err(format!("unterminated or stray quote in {t}")),
+        };
+    }
+    if t.contains(['"', '\'', '[', ']']) {
+        return Err(format!("a stray quote or bracket in {t}"));
+    }
+    Ok(Value::parse(t))
+}
+
+/// The contents of a basic string whose opening quote is gone (`body` ends with the closing
+/// one), escapes resolved.
+fn basic_string(body: &str, whole: &str) -> Result<String, String> {
+    let unterminated = || format!("unterminated or stray quote in {whole}");
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' if i + 1 == body.len() => return Ok(out),
+            '"' => return Err(unterminated()),
+            '\\' => {
+                let (_, e) = chars.next().ok_or_else(unterminated)?;
+                let hex = match e {
+                    '"' | '\\' => {
+                        out.push(e);
+                        continue;
+                    }
+                    'n' | 't' | 'r' | 'b' | 'f' => {
+                        out.push(match e {
+                            'n' => '\n',
+                            't' => '\t',
+                            'r' => '\r',
+                            'b' => '\u{8}',
+                            _ => '\u{c}',
+                        });
+                        continue;
+                    }
+                    'u' => 4,
+                    'U' => 8,
+                    other => return Err(format!("unknown escape \\{other} in {whole}")),
+                };
+                let digits: String = chars.by_ref().take(hex).map(|(_, d)| d).collect();
+                let code = u32::from_str_radix(&digits, 16)
+                    .ok()
+                    .filter(|_| digits.len() == hex)
+                    .and_then(char::from_u32)
+                    .ok_or_else(|| format!("bad \\{e} escape in {whole}"))?;
+                out.push(code);
+            }
+            _ => out.push(c),
+        }
+    }
+    Err(unterminated())
+}
+
+/// `s` as a TOML basic string, the inverse of [`read_value`].
+pub(crate) fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Splits a list's inside at commas outside strings and brackets; a trailing comma is allowed,
+/// an empty item is not.
+fn split_top_level(inner: &str) -> Result<Vec<&str>, String> {
+    let (mut items, mut depth, mut start) = (Vec::new(), 0usize, 0);
+    let (mut quote, mut escaped) = (None, false);
+    for (i, c) in inner.char_indices() {
+        match (quote, c) {
+            (Some('"'), _) if escaped => escaped = false,
+            (Some('"'), '\\') => escaped = true,
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), _) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '[') => depth += 1,
+            (None, ']') => {
+                depth = depth
+                    .checked_sub(1)
+                    .ok_or_else(|| format!("unbalanced ']' in [{inner}]"))?
+            }
+            (None, ',') if depth == 0 => {
+                items.push(inner[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if quote.is_some() || depth != 0 {
+        return Err(format!("unbalanced quotes or brackets in [{inner}]"));
+    }
+    let last = inner[start..].trim();
+    if !last.is_empty() {
+        items.push(last);
+    }
+    if items.iter().any(|s| s.is_empty()) {
+        return Err(format!("an empty item in [{inner}]"));
+    }
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_round_trip_through_quote_and_read_value() {
+        for s in [
+            "",
+            "plain",
+            r"C:\data\digits",
+            "say \"hi\" # not a comment",
+            "tab\tnew\nline\r",
+            "bell\u{7}",
+            "ünïcode ∂ 数据",
+        ] {
+            let written = quote(s);
+            assert_eq!(
+                read_value(&written),
+                Ok(Value::Str(s.to_string())),
+                "{written}"
+            );
+            assert_eq!(
+                strip_comment(&format!("k = {written} # c")).trim(),
+                format!("k = {written}")
+            );
+        }
+    }
+
+    #[test]
+    fn escapes_literal_strings_lists_and_errors() {
+        assert_eq!(
+            read_value(r#""\u00e9\U0001F600""#),
+            Ok(Value::Str("é😀".into()))
+        );
+        assert_eq!(
+            read_value(r"'C:\raw\n'"),
+            Ok(Value::Str(r"C:\raw\n".into()))
+        );
+        assert_eq!(
+            read_value(r#"["a,b", 'c', [1, 2], ]"#),
+            Ok(Value::List(vec![
+                Value::Str("a,b".into()),
+                Value::Str("c".into()),
+                Value::List(vec![Value::Int(1), Value::Int(2)]),
+            ]))
+        );
+        for (bad, says) in [
+            (r#""supcon"#, "unterminated"),
+            (r#"supcon""#, "stray"),
+            (r#""a"b""#, "unterminated or stray"),
+            (r#""\q""#, "unknown escape"),
+            (r#""\u12""#, "bad \\u escape"),
+            (r#""\uD800""#, "bad \\u escape"),
+            ("[1, 2", "unclosed list"),
+            ("1, 2]", "stray"),
+            ("[1,,2]", "empty item"),
+            ("", "missing value"),
+        ] {
+            let e = read_value(bad).unwrap_err();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+    }
+}
