@@ -102,22 +102,11 @@ fn basic_string(body: &str, whole: &str) -> Result<String, String> {
     Err(unterminated())
 }
 
-/// `s` as a TOML basic string, the inverse of [`read_value`].
+/// `s` as a TOML basic string, the inverse of [`read_value`] (TOML's basic-string escapes are
+/// JSON's).
 pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
+    crate::nn::json::write_string(&mut out, s);
     out
 }
 
