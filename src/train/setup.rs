@@ -474,7 +474,7 @@ pub fn build_model(config: &Config, item_shape: &[usize]) -> Result<(EncoderHead
 }
 
 /// The loss of `loss.name` with the comma-separated `loss.params`, tried once on a batch of
-/// the configured shape ([`try_loss`]).
+/// the configured shape (`try_loss`).
 pub fn build_loss(config: &Config) -> Result<Loss> {
     let (name, params) = (config.str("loss.name")?, config.str("loss.params")?);
     let mut loss = Loss::by_name(name)
