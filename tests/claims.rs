@@ -188,7 +188,7 @@ fn supcon_without_augmentations_reaches_the_simplex_on_the_training_split() {
         let e = train(&config("supcon_digits_simplex.toml", &o))
             .evaluation
             .unwrap();
-        let c = &e.collapse_train;
+        let c = e.collapse_train.as_ref().unwrap();
         println!("seed {seed}: training split {c}; test split {}", e.collapse);
         assert!((c.min_cosine - c.simplex_cosine).abs() <= 0.01, "{c}");
         assert!((c.max_cosine - c.simplex_cosine).abs() <= 0.01, "{c}");

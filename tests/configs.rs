@@ -158,6 +158,17 @@ fn bad_values_are_rejected_before_training_naming_the_key_and_value() {
             &["optim.clip_grad_norm = -1.0"],
             &["optim.clip_grad_norm = -1", ">= 0"],
         ),
+        (
+            &[
+                "optim.name = \"lars\"",
+                "optim.nesterov = true",
+                "optim.momentum = 0.0",
+            ],
+            &[
+                "optim.nesterov = true",
+                "Nesterov momentum needs momentum > 0",
+            ],
+        ),
         (&["data.views = 0"], &["data.views", "got 0"]),
         // NT-Xent (the default loss) contrasts a sample's views: one is not enough.
         (&["data.views = 1"], &["data.views = 1", "nt_xent"]),
@@ -276,8 +287,16 @@ fn settings_that_are_valid_or_only_restate_a_default_are_accepted() {
         ],
         &["eval.knn_k = 5000"],
         &["model.encoder = \"cnn\"", "model.widths = [8]"],
-        // No training: the run evaluates the initialised model, a baseline.
+        // No training: the run evaluates the initialised model, a baseline, whatever the
+        // schedule.
         &["train.epochs = 0"],
+        &["train.epochs = 0", "schedule.warmup_epochs = 5"],
+        // A batch of two can train a label-based loss that needs negatives.
+        &[
+            "loss.name = \"supcon\"",
+            "loss.params = \"tau=0.1,denominator=negatives\"",
+            "train.batch_size = 2",
+        ],
     ] {
         accepted(assignments);
     }

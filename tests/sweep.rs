@@ -228,11 +228,6 @@ fn sweep_file_errors_name_the_problem() {
         ("[variant.seed.a]\n", "cannot name an axis"),
         ("[grid]\nloss.params = [\"tau=0.1\n", "t.toml:2"),
         ("[sweep]\nname = \"a/b\"\n", "slashes"),
-        // Each run is checked before any starts: the second grid point has a negative τ.
-        (
-            "[grid]\nloss.params = [\"tau=0.5\", \"tau=-1\"]\n",
-            "run 1 (loss.params=tau=-1",
-        ),
     ];
     for (text, expected) in cases {
         let e = Sweep::parse(text, "t.toml", "t")
@@ -241,6 +236,17 @@ fn sweep_file_errors_name_the_problem() {
             .to_string();
         assert!(e.contains(expected), "{text:?}: {e}");
     }
+    // Launching checks each run before any starts (the second grid point has a negative τ);
+    // expanding alone, as listing and collecting do, does not.
+    let s = Sweep::parse(
+        "[grid]\nloss.params = [\"tau=0.5\", \"tau=-1\"]\n",
+        "t.toml",
+        "t",
+    )
+    .unwrap();
+    let runs = s.expand().unwrap();
+    let e = s.check_runs(&runs).unwrap_err().to_string();
+    assert!(e.contains("t.toml: run 1 (loss.params=tau=-1"), "{e}");
 }
 
 /// Where training stood in every unfinished run folder: `(run id, epoch, step)` of its

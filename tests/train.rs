@@ -355,7 +355,7 @@ fn augmentations_hold_supcon_class_means_off_the_simplex() {
         }
         let dir = Scratch::new(&format!("offset-{}", c.id()));
         let e = run::train(&c, &options(&dir)).unwrap().evaluation.unwrap();
-        e.collapse_train.mean_offset
+        e.collapse_train.unwrap().mean_offset
     };
     let (with, without) = (
         offset("data.augment=shift:1,pixel_drop:0.1,noise:0.1"),

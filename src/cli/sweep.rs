@@ -93,6 +93,7 @@ pub fn run(args: SweepArgs) -> Result<()> {
     if args.jobs == 0 {
         return Err(Error::invalid("sweep", "--jobs must be at least 1"));
     }
+    sweep.check_runs(&runs)?;
     if args.heartbeat == 0 || 2 * args.heartbeat >= args.stale_after {
         return Err(Error::invalid(
             "sweep",

@@ -13,7 +13,7 @@
 
 use super::state::State;
 use super::{GradientSource, Optimizer, check_hyper, for_each_param, l2_norm, update_values};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tensor::{Float, Tensor};
 
 const SLOTS: &[&str] = &["momentum"];
@@ -86,6 +86,12 @@ impl<T: Float> Optimizer<T> for Lars<T> {
         check_hyper("Lars", "momentum", self.momentum, 0.0)?;
         check_hyper("Lars", "weight_decay", self.weight_decay, 0.0)?;
         check_hyper("Lars", "trust_coefficient", self.trust_coefficient, 0.0)?;
+        if self.nesterov && self.momentum == 0.0 {
+            return Err(Error::invalid(
+                "Lars",
+                "Nesterov momentum needs momentum > 0",
+            ));
+        }
         let (lr, eta, wd) = (self.lr, self.trust_coefficient, self.weight_decay);
         let mu = T::from_f64(self.momentum);
         let (nesterov, exclude) = (self.nesterov, self.exclude);

@@ -373,6 +373,23 @@ impl Sweep {
         Ok(())
     }
 
+    /// Checks every run's configuration as training would before its first step
+    /// ([`check_keys`](crate::train::setup::check_keys)), so that a bad value in one grid
+    /// point fails before the sweep starts, not hours into it. Launching calls this; listing
+    /// and collecting do not, so results of runs made under older rules stay readable.
+    pub fn check_runs(&self, runs: &[Run]) -> Result<()> {
+        for run in runs {
+            crate::train::setup::check_keys(&run.config).map_err(|e| {
+                let which = describe(&run.labels, run.seed);
+                Error::invalid(
+                    "sweep",
+                    format!("{}: run {} ({which}): {e}", self.origin, run.index),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     /// The grid axes' names, in file order (the seed is not one of them).
     pub fn axis_names(&self) -> Vec<String> {
         self.axes.iter().map(|a| a.name.clone()).collect()
@@ -380,8 +397,7 @@ impl Sweep {
 
     /// Every run, in the deterministic order: the cartesian product of the axes with the first
     /// axis varying slowest, and the seeds innermost. Two runs with the same resolved
-    /// configuration are an error (they would share a folder), and so is a run whose
-    /// configuration fails [`check_keys`](crate::train::setup::check_keys).
+    /// configuration are an error (they would share a folder).
     pub fn expand(&self) -> Result<Vec<Run>> {
         let seeds: Vec<Option<u64>> = match &self.seeds {
             Some(s) => s.iter().map(|&x| Some(x)).collect(),
@@ -410,15 +426,6 @@ impl Sweep {
                 }
                 let id = config.id();
                 let index = runs.len();
-                // Every run is checked before any starts: a bad value in one grid point must not
-                // surface hours into the sweep.
-                crate::train::setup::check_keys(&config).map_err(|e| {
-                    let run = describe(&labels, config.u64("train.seed").unwrap_or_default());
-                    Error::invalid(
-                        "sweep",
-                        format!("{}: run {index} ({run}): {e}", self.origin),
-                    )
-                })?;
                 if let Some(&other) = by_id.get(&id) {
                     return Err(Error::invalid(
                         "sweep",

@@ -18,8 +18,31 @@ pub struct Position {
     pub global_step: usize,
 }
 
-/// Saves model, optimiser and position. Refuses, leaving the file at `path` as it was, when a
-/// parameter or buffer is not finite: the checkpoint on disk is always the last good one.
+/// An error when a parameter or buffer of `model` is not finite, naming it; the checkpoint at
+/// `path` is then not to be written. Every rank of a data-parallel run calls this before the
+/// root saves, so all of them stop together.
+pub fn check_finite(model: &dyn Module<f32>, position: Position, path: &Path) -> Result<()> {
+    let state = model.state_tensors();
+    let Some((name, _)) = state.iter().find(|(_, t)| !t.all_finite()) else {
+        return Ok(());
+    };
+    let kept = if path.exists() {
+        format!("the checkpoint at {} is left as it was", path.display())
+    } else {
+        "no checkpoint is written".to_string()
+    };
+    Err(Error::invalid(
+        "train",
+        format!(
+            "the model's {name} is not finite after {} steps; training stopped and {kept}",
+            position.global_step
+        ),
+    ))
+}
+
+/// Saves model, optimiser and position. Refuses ([`check_finite`]), leaving the file at `path`
+/// as it was, when a parameter or buffer is not finite: the checkpoint on disk is always the
+/// last good one.
 pub fn save(
     path: &Path,
     config: &Config,
@@ -27,25 +50,12 @@ pub fn save(
     optimizer: &dyn Optimizer<f32>,
     position: Position,
 ) -> Result<()> {
+    check_finite(model, position, path)?;
     let mut tensors: Vec<(String, Tensor<f32>)> = model
         .state_tensors()
         .into_iter()
         .map(|(n, t)| (format!("model.{n}"), t))
         .collect();
-    if let Some((name, _)) = tensors.iter().find(|(_, t)| !t.all_finite()) {
-        let kept = if path.exists() {
-            format!("the checkpoint at {} is left as it was", path.display())
-        } else {
-            "no checkpoint is written".to_string()
-        };
-        return Err(Error::invalid(
-            "train",
-            format!(
-                "the model's {name} is not finite after {} steps; training stopped and {kept}",
-                position.global_step
-            ),
-        ));
-    }
     tensors.extend(
         optimizer
             .state_tensors()

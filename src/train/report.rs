@@ -50,7 +50,9 @@ pub struct Evaluation {
     pub collapse: CollapseReport,
     /// The same of the (unaugmented) training set: neural collapse, and the simplex it ends in
     /// (Papyan et al., Graf et al.), is a property of the data the loss was minimised on.
-    pub collapse_train: CollapseReport,
+    /// `None` when a class has no training sample (a random hold-out can take a rare class
+    /// whole), rather than failing the run after its training.
+    pub collapse_train: Option<CollapseReport>,
     /// 2-d PCA of the test encoder outputs, and the classes to colour them by.
     pub pca: Vec<[f64; 2]>,
     pub pca_classes: Vec<usize>,
@@ -127,7 +129,11 @@ pub fn evaluate(
         )?,
     };
     let collapse = eval::class_collapse(&z_test, splits.test.labels())?;
-    let collapse_train = eval::class_collapse(&z_train, splits.train.labels())?;
+    let collapse_train = if every_class_present(splits.train.labels()) {
+        Some(eval::class_collapse(&z_train, splits.train.labels())?)
+    } else {
+        None
+    };
     let pca = Pca2::fit_project(&h_test)?.1;
     Ok(Evaluation {
         probe,
@@ -139,6 +145,16 @@ pub fn evaluate(
         pca,
         pca_classes: test_fine,
     })
+}
+
+/// Whether every class up to the largest label has a sample.
+fn every_class_present(labels: &[usize]) -> bool {
+    let k = labels.iter().max().map_or(0, |&m| m + 1);
+    let mut seen = vec![false; k];
+    for &l in labels {
+        seen[l] = true;
+    }
+    seen.into_iter().all(|s| s)
 }
 
 /// Projector outputs of a batch of inputs, in evaluation mode.
@@ -190,8 +206,7 @@ impl Evaluation {
              \"alignment\": {}, \"uniformity\": {}, \"within_class_variance\": {}, \
              \"class_mean_cosine\": {}, \"class_mean_cosine_min\": {}, \"class_mean_cosine_max\": {}, \
              \"simplex_cosine\": {}, \"etf_distance\": {}, \"class_mean_offset\": {}, \
-             \"train_split\": {{\"within_class_variance\": {}, \"class_mean_cosine_min\": {}, \
-             \"class_mean_cosine_max\": {}, \"etf_distance\": {}, \"class_mean_offset\": {}}}}}",
+             \"train_split\": {}}}",
             probe_json(&self.probe),
             probe_json(&self.coarse_probe),
             json_number(self.knn.accuracy),
@@ -205,11 +220,17 @@ impl Evaluation {
             json_number(c.simplex_cosine),
             json_number(c.etf_distance),
             json_number(c.mean_offset),
-            json_number(self.collapse_train.within_class_variance),
-            json_number(self.collapse_train.min_cosine),
-            json_number(self.collapse_train.max_cosine),
-            json_number(self.collapse_train.etf_distance),
-            json_number(self.collapse_train.mean_offset)
+            self.collapse_train
+                .as_ref()
+                .map_or("null".into(), |t| format!(
+                    "{{\"within_class_variance\": {}, \"class_mean_cosine_min\": {}, \
+                 \"class_mean_cosine_max\": {}, \"etf_distance\": {}, \"class_mean_offset\": {}}}",
+                    json_number(t.within_class_variance),
+                    json_number(t.min_cosine),
+                    json_number(t.max_cosine),
+                    json_number(t.etf_distance),
+                    json_number(t.mean_offset)
+                ))
         )
     }
 
@@ -244,10 +265,18 @@ impl Evaluation {
             "alignment {:.4}  uniformity {:.4}",
             self.align_uniform.alignment, self.align_uniform.uniformity
         );
-        for (split, c) in [
-            ("", &self.collapse),
-            ("training split: ", &self.collapse_train),
-        ] {
+        let splits = [
+            ("", Some(&self.collapse)),
+            ("training split: ", self.collapse_train.as_ref()),
+        ];
+        for (split, c) in splits {
+            let Some(c) = c else {
+                let _ = writeln!(
+                    s,
+                    "{split}class collapse not measured: a class has no sample"
+                );
+                continue;
+            };
             let _ = writeln!(
                 s,
                 "{split}within-class variance {:.4}; centred class-mean cosines min {:.4} max \
@@ -286,6 +315,13 @@ pub fn write_file(path: &Path, text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_class_without_samples_is_seen() {
+        assert!(every_class_present(&[2, 0, 1, 1]));
+        assert!(!every_class_present(&[2, 0, 0]));
+        assert!(every_class_present(&[]));
+    }
 
     #[test]
     fn an_unconverged_probe_says_so_in_the_summary_and_the_json() {

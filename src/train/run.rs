@@ -97,7 +97,6 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
     }
 }
 
-/// The loss inputs for a batch of features `(B, V, p)` with labels.
 fn train_inner(
     config: &Config,
     options: &RunOptions,
@@ -273,6 +272,7 @@ fn train_inner(
                 started,
             );
             if stop_all {
+                checkpoint::check_finite(&model, position, &checkpoint_path)?;
                 if root {
                     checkpoint::save(
                         &checkpoint_path,
@@ -315,6 +315,10 @@ fn train_inner(
             step: 0,
             global_step: position.global_step,
         };
+        if (epoch + 1) % every == 0 || epoch + 1 == epochs {
+            // On every rank (the replicas are equal), so that none waits for a root that stopped.
+            checkpoint::check_finite(&model, position, &checkpoint_path)?;
+        }
         if root && ((epoch + 1) % every == 0 || epoch + 1 == epochs) {
             checkpoint::save(
                 &checkpoint_path,

@@ -516,12 +516,16 @@ fn try_loss(config: &Config, loss: &Loss) -> Result<()> {
     let views = config.positive("data.views")?;
     let batch = config.positive("train.batch_size")?;
     let (n, dim) = (batch.min(TRY_SAMPLES), 4);
-    // Distinct, finite rows; two samples per label so that label-based losses see positives.
+    // Distinct, finite rows.
     let values: Vec<f64> = (0..n * views * dim)
         .map(|i| ((i * 7 % 11) as f64 - 5.0) / 5.0)
         .collect();
     let features = Tensor::<f32>::from_f64s(&values, [n, views, dim])?;
-    let labels: Vec<i64> = (0..n as i64).map(|i| i / 2).collect();
+    // Two samples per label from 4 samples on; under 4, alternating labels, so that a batch of
+    // two still holds a negative (as real batches of two usually do).
+    let labels: Vec<i64> = (0..n as i64)
+        .map(|i| if n >= 4 { i / 2 } else { i % 2 })
+        .collect();
     compute_loss(loss, &features, &labels).map_err(|e| {
         Error::invalid(
             "config",
@@ -609,14 +613,16 @@ pub fn build_optimizer(config: &Config) -> Result<Box<dyn Optimizer<f32>>> {
 }
 
 /// The learning rate per step: constant, or linear warm-up then cosine decay. A warm-up longer
-/// than the run, or a `schedule.final_lr` without `schedule.cosine` (which would be ignored),
-/// is an error.
+/// than the run (which would never finish), or a `schedule.final_lr` without `schedule.cosine`
+/// (which would be ignored), is an error; a run of 0 epochs takes no step, so any schedule.
 pub fn build_schedule(config: &Config, steps_per_epoch: usize) -> Result<Box<dyn LrSchedule>> {
     let lr = config.f64("optim.lr")?;
     // 0 epochs is allowed: the run evaluates the initialised model (a baseline).
     let epochs = config.usize("train.epochs")?;
-    let warmup_epochs = config.usize("schedule.warmup_epochs")?;
-    if warmup_epochs > epochs {
+    let mut warmup_epochs = config.usize("schedule.warmup_epochs")?;
+    if epochs == 0 {
+        warmup_epochs = 0;
+    } else if warmup_epochs > epochs {
         return Err(Error::invalid(
             "config",
             format!(

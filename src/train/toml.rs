@@ -70,8 +70,28 @@ fn basic_string(body: &str, whole: &str) -> Result<String, String> {
             '\\' => {
                 let (_, e) = chars.next().ok_or_else(unterminated)?;
                 let hex = match e {
-                    '"' | '\\' => {
+                    // `\'`, `\0` and `\u{…}` are Rust's escapes, in which configurations
+                    // stored in checkpoints before TOML's were written: still read.
+                    '"' | '\\' | '\'' => {
                         out.push(e);
+                        continue;
+                    }
+                    '0' => {
+                        out.push('\0');
+                        continue;
+                    }
+                    'u' if body[i + 2..].starts_with('{') => {
+                        let digits: String = chars
+                            .by_ref()
+                            .skip(1)
+                            .take_while(|&(_, d)| d != '}')
+                            .map(|(_, d)| d)
+                            .collect();
+                        let code = u32::from_str_radix(&digits, 16)
+                            .ok()
+                            .and_then(char::from_u32)
+                            .ok_or_else(|| format!("bad \\u{{…}} escape in {whole}"))?;
+                        out.push(code);
                         continue;
                     }
                     'n' | 't' | 'r' | 'b' | 'f' => {
@@ -186,6 +206,9 @@ mod tests {
             read_value(r"'C:\raw\n'"),
             Ok(Value::Str(r"C:\raw\n".into()))
         );
+        // What Rust's `{:?}` wrote (checkpoints made before TOML escapes) still reads.
+        let old = "e\u{301} \0 it's";
+        assert_eq!(read_value(&format!("{old:?}")), Ok(Value::Str(old.into())));
         assert_eq!(
             read_value(r#"["a,b", 'c', [1, 2], ]"#),
             Ok(Value::List(vec![
