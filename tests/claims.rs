@@ -48,9 +48,9 @@ fn seeds(file: &str, extra: &[&str]) -> Vec<(f64, f64, f64, f64, f64)> {
                 e.coarse_probe
                     .as_ref()
                     .map_or(f64::NAN, |p| p.test_accuracy),
-                e.collapse.within_class_variance,
-                e.collapse.min_cosine,
-                e.collapse.max_cosine,
+                e.collapse.as_ref().unwrap().within_class_variance,
+                e.collapse.as_ref().unwrap().min_cosine,
+                e.collapse.as_ref().unwrap().max_cosine,
             );
             println!("{file} {extra:?} seed {seed}: {row:?}");
             row
@@ -132,7 +132,7 @@ fn supcon_drives_class_means_to_the_simplex() {
     let e = train(&config("synthetic_supcon.toml", &[]))
         .evaluation
         .unwrap();
-    let c = &e.collapse;
+    let c = e.collapse.as_ref().unwrap();
     println!(
         "cosines mean {:.4} min {:.4} max {:.4} (simplex {:.4}), ETF distance {:.4}",
         c.mean_cosine, c.min_cosine, c.max_cosine, c.simplex_cosine, c.etf_distance
@@ -160,7 +160,8 @@ fn supcon_on_digits_keeps_its_class_means_in_a_cone_at_tau_0_1() {
             let c = train(&config("supcon_digits.toml", &o))
                 .evaluation
                 .unwrap()
-                .collapse;
+                .collapse
+                .unwrap();
             println!("seed {seed}, τ {tau}: {c}");
             c
         };
@@ -189,7 +190,10 @@ fn supcon_without_augmentations_reaches_the_simplex_on_the_training_split() {
             .evaluation
             .unwrap();
         let c = e.collapse_train.as_ref().unwrap();
-        println!("seed {seed}: training split {c}; test split {}", e.collapse);
+        println!(
+            "seed {seed}: training split {c}; test split {}",
+            e.collapse.as_ref().unwrap()
+        );
         assert!((c.min_cosine - c.simplex_cosine).abs() <= 0.01, "{c}");
         assert!((c.max_cosine - c.simplex_cosine).abs() <= 0.01, "{c}");
     }

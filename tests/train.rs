@@ -333,7 +333,7 @@ fn collapse(dir: &Path, config: &Config) -> (f64, f64, f64) {
         .evaluation
         .unwrap();
     (
-        e.collapse.within_class_variance,
+        e.collapse.unwrap().within_class_variance,
         e.probe.map_or(f64::NAN, |p| p.test_accuracy),
         e.coarse_probe.map_or(f64::NAN, |p| p.test_accuracy),
     )

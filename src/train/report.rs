@@ -46,12 +46,13 @@ pub struct Evaluation {
     pub knn: KnnReport,
     /// Of the normalised projector outputs of two augmented views of the test set.
     pub align_uniform: AlignUniform,
-    /// Of the normalised projector outputs of the test set, by training label.
-    pub collapse: CollapseReport,
+    /// Of the normalised projector outputs of the test set, by training label; `None` when a
+    /// class has no test sample (a random hold-out can miss a rare class), rather than failing
+    /// the run after its training.
+    pub collapse: Option<CollapseReport>,
     /// The same of the (unaugmented) training set: neural collapse, and the simplex it ends in
     /// (Papyan et al., Graf et al.), is a property of the data the loss was minimised on.
-    /// `None` when a class has no training sample (a random hold-out can take a rare class
-    /// whole), rather than failing the run after its training.
+    /// `None` when a class has no training sample.
     pub collapse_train: Option<CollapseReport>,
     /// 2-d PCA of the test encoder outputs, and the classes to colour them by.
     pub pca: Vec<[f64; 2]>,
@@ -128,12 +129,8 @@ pub fn evaluate(
             eval::geometry::DEFAULT_T,
         )?,
     };
-    let collapse = eval::class_collapse(&z_test, splits.test.labels())?;
-    let collapse_train = if every_class_present(splits.train.labels()) {
-        Some(eval::class_collapse(&z_train, splits.train.labels())?)
-    } else {
-        None
-    };
+    let collapse = collapse_if_every_class(&z_test, splits.test.labels())?;
+    let collapse_train = collapse_if_every_class(&z_train, splits.train.labels())?;
     let pca = Pca2::fit_project(&h_test)?.1;
     Ok(Evaluation {
         probe,
@@ -145,6 +142,15 @@ pub fn evaluate(
         pca,
         pca_classes: test_fine,
     })
+}
+
+/// The class-collapse geometry of `z`, or `None` when a class has no sample there.
+fn collapse_if_every_class(z: &Tensor<f32>, labels: &[usize]) -> Result<Option<CollapseReport>> {
+    if every_class_present(labels) {
+        Ok(Some(eval::class_collapse(z, labels)?))
+    } else {
+        Ok(None)
+    }
 }
 
 /// Whether every class up to the largest label has a sample.
@@ -200,7 +206,9 @@ fn probe_json(p: &Option<ProbeReport>) -> String {
 impl Evaluation {
     /// One JSON object (hand-written: the core has no serde).
     pub fn to_json(&self) -> String {
-        let c = &self.collapse;
+        // Absent geometry is written as nulls.
+        let c =
+            |f: fn(&CollapseReport) -> f64| json_number(self.collapse.as_ref().map_or(f64::NAN, f));
         format!(
             "{{\"probe\": {}, \"coarse_probe\": {}, \"knn_accuracy\": {}, \"knn_k\": {}, \
              \"alignment\": {}, \"uniformity\": {}, \"within_class_variance\": {}, \
@@ -213,13 +221,13 @@ impl Evaluation {
             self.knn.k,
             json_number(self.align_uniform.alignment),
             json_number(self.align_uniform.uniformity),
-            json_number(c.within_class_variance),
-            json_number(c.mean_cosine),
-            json_number(c.min_cosine),
-            json_number(c.max_cosine),
-            json_number(c.simplex_cosine),
-            json_number(c.etf_distance),
-            json_number(c.mean_offset),
+            c(|c| c.within_class_variance),
+            c(|c| c.mean_cosine),
+            c(|c| c.min_cosine),
+            c(|c| c.max_cosine),
+            c(|c| c.simplex_cosine),
+            c(|c| c.etf_distance),
+            c(|c| c.mean_offset),
             self.collapse_train
                 .as_ref()
                 .map_or("null".into(), |t| format!(
@@ -266,7 +274,7 @@ impl Evaluation {
             self.align_uniform.alignment, self.align_uniform.uniformity
         );
         let splits = [
-            ("", Some(&self.collapse)),
+            ("", self.collapse.as_ref()),
             ("training split: ", self.collapse_train.as_ref()),
         ];
         for (split, c) in splits {
@@ -299,11 +307,16 @@ impl Evaluation {
         let scatter =
             plots::scatter_by_class("Test embeddings (encoder), PCA", &points, &self.pca_classes);
         write_file(&dir.join("pca.svg"), &scatter)?;
-        let heat = plots::heat_map(
-            "Cosines between centred class means (projector)",
-            &self.collapse.cosine_matrix,
-        );
-        write_file(&dir.join("class_cosines.svg"), &heat)
+        match &self.collapse {
+            Some(c) => {
+                let title = "Cosines between centred class means (projector)";
+                write_file(
+                    &dir.join("class_cosines.svg"),
+                    &plots::heat_map(title, &c.cosine_matrix),
+                )
+            }
+            None => Ok(()),
+        }
     }
 }
 
