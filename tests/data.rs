@@ -732,6 +732,11 @@ fn npy_dataset_rejects_mismatched_files_naming_file_and_offset() {
     npy::write(&y, &[3], &[0i32, 1, -7]).unwrap();
     let (_, off, _) = data_error(load_npy_dataset(&x, &y));
     assert_eq!(off, 128 + 8);
+    // An ID-like label (10¹²) would make per-class work allocate 10¹² slots: at its value.
+    npy::write_i64(&y, &[3], &[0, 1, 1_000_000_000_000]).unwrap();
+    let (file, off, msg) = data_error(load_npy_dataset(&x, &y));
+    assert_eq!((file, off), (name(&y), 128 + 16), "{msg}");
+    assert!(msg.contains("label 2 is 1000000000000"), "{msg}");
 
     // Features of rank 0 or 1, or with empty items: the features file, at its shape.
     npy::write_i64(&y, &[3], &[0, 1, 2]).unwrap();

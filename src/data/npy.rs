@@ -312,6 +312,9 @@ pub fn write_i64(path: impl AsRef<Path>, shape: &[usize], data: &[i64]) -> Resul
     write(path, shape, data)
 }
 
+/// The most classes a labels file may number (2²⁴).
+pub const MAX_CLASSES: usize = 1 << 24;
+
 /// A dataset from a features file `(N, ...)` (any supported type, stored as `f32`, not
 /// rescaled) and a labels file `(N,)` of non-negative integers (`<i8` or `<i4`);
 /// `num_classes = max label + 1`. Features of rank 0 or 1 are rejected (a vector of `N` scalars
@@ -355,10 +358,17 @@ pub fn load_npy_dataset(features: impl AsRef<Path>, labels: impl AsRef<Path>) ->
     };
     let mut labels = Vec::with_capacity(ints.len());
     for (i, &l) in ints.iter().enumerate() {
-        let label = usize::try_from(l).map_err(|_| {
-            let at = yl.data_start + i * yl.item_size;
-            corrupt(&lname, false, at, format!("label {i} is negative ({l})"))
-        })?;
+        let at = yl.data_start + i * yl.item_size;
+        let label = usize::try_from(l)
+            .map_err(|_| corrupt(&lname, false, at, format!("label {i} is negative ({l})")))?;
+        // Classes are numbered 0..K−1 and per-class work allocates K slots: an ID-like label
+        // (say 10¹²) must be an error here, not an allocation failure later.
+        if label >= MAX_CLASSES {
+            let msg = format!(
+                "label {i} is {l}: classes must be numbered 0..K-1 with K at most {MAX_CLASSES}"
+            );
+            return Err(corrupt(&lname, false, at, msg));
+        }
         labels.push(label);
     }
     let num_classes = labels.iter().max().map_or(0, |&m| m + 1);
