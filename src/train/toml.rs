@@ -6,19 +6,35 @@
 
 use super::config::Value;
 
+/// Tracks whether a scan is inside a string: `"…"` (where `\"` does not close it) or `'…'`.
+#[derive(Default)]
+struct Strings {
+    quote: Option<char>,
+    escaped: bool,
+}
+
+impl Strings {
+    /// Feeds the next character; true when it belongs to a string (its quotes included).
+    fn feed(&mut self, c: char) -> bool {
+        match self.quote {
+            Some('"') if self.escaped => self.escaped = false,
+            Some('"') if c == '\\' => self.escaped = true,
+            Some(q) if c == q => self.quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => self.quote = Some(c),
+            None => return false,
+        }
+        true
+    }
+}
+
 /// The line without a trailing `#` comment (a `#` inside a string is kept; `\"` does not end a
 /// basic string).
 pub(crate) fn strip_comment(line: &str) -> &str {
-    let mut quote = None;
-    let mut escaped = false;
+    let mut strings = Strings::default();
     for (i, c) in line.char_indices() {
-        match (quote, c) {
-            (Some('"'), _) if escaped => escaped = false,
-            (Some('"'), '\\') => escaped = true,
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(q), _) if c == q => quote = None,
-            (None, '#') => return &line[..i],
-            _ => {}
+        if !strings.feed(c) && c == '#' {
+            return &line[..i];
         }
     }
     line
@@ -134,28 +150,26 @@ pub(crate) fn quote(s: &str) -> String {
 /// an empty item is not.
 fn split_top_level(inner: &str) -> Result<Vec<&str>, String> {
     let (mut items, mut depth, mut start) = (Vec::new(), 0usize, 0);
-    let (mut quote, mut escaped) = (None, false);
+    let mut strings = Strings::default();
     for (i, c) in inner.char_indices() {
-        match (quote, c) {
-            (Some('"'), _) if escaped => escaped = false,
-            (Some('"'), '\\') => escaped = true,
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(q), _) if c == q => quote = None,
-            (Some(_), _) => {}
-            (None, '[') => depth += 1,
-            (None, ']') => {
+        if strings.feed(c) {
+            continue;
+        }
+        match c {
+            '[' => depth += 1,
+            ']' => {
                 depth = depth
                     .checked_sub(1)
                     .ok_or_else(|| format!("unbalanced ']' in [{inner}]"))?
             }
-            (None, ',') if depth == 0 => {
+            ',' if depth == 0 => {
                 items.push(inner[start..i].trim());
                 start = i + 1;
             }
             _ => {}
         }
     }
-    if quote.is_some() || depth != 0 {
+    if strings.quote.is_some() || depth != 0 {
         return Err(format!("unbalanced quotes or brackets in [{inner}]"));
     }
     let last = inner[start..].trim();
