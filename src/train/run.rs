@@ -318,15 +318,15 @@ fn train_inner(
         if (epoch + 1) % every == 0 || epoch + 1 == epochs {
             // On every rank (the replicas are equal), so that none waits for a root that stopped.
             checkpoint::check_finite(&model, position, &checkpoint_path)?;
-        }
-        if root && ((epoch + 1) % every == 0 || epoch + 1 == epochs) {
-            checkpoint::save(
-                &checkpoint_path,
-                config,
-                &model,
-                optimizer.as_ref(),
-                position,
-            )?;
+            if root {
+                checkpoint::save(
+                    &checkpoint_path,
+                    config,
+                    &model,
+                    optimizer.as_ref(),
+                    position,
+                )?;
+            }
         }
     }
     progress.finish();
