@@ -141,9 +141,24 @@ pub fn train(args: TrainArgs) -> Result<()> {
             if let Some(e) = &outcome.evaluation {
                 print!("{}", e.summary());
             }
+            // The files written, in the order a reader wants them (the cosine heat map is left
+            // out when a class had no test sample).
+            let files: Vec<&str> = [
+                "config.toml",
+                "metrics.jsonl",
+                "checkpoint.safetensors",
+                "eval.json",
+                "loss.svg",
+                "pca.svg",
+                "class_cosines.svg",
+            ]
+            .into_iter()
+            .filter(|f| outcome.run_dir.join(f).exists())
+            .collect();
             println!(
-                "run folder: {} (config.toml, metrics.jsonl, checkpoint.safetensors, eval.json, loss.svg, pca.svg, class_cosines.svg)",
-                outcome.run_dir.display()
+                "run folder: {} ({})",
+                outcome.run_dir.display(),
+                files.join(", ")
             );
         }
     }
