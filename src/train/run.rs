@@ -13,7 +13,7 @@ use super::setup::{self, Splits};
 use crate::distributed::{self, Collective, DEFAULT_CHECK_EVERY, DataParallel};
 use crate::error::{Error, Result};
 use crate::nn::{EncoderHead, Mode, Module};
-use crate::optim::{clip_grad_norm, global_grad_norm};
+use crate::optim::{Optimizer, clip_grad_norm, global_grad_norm};
 use crate::tensor::Device;
 use crate::tensor::Tensor;
 use std::fs::OpenOptions;
@@ -166,6 +166,16 @@ fn train_inner(
     };
     let clip = config.f64("optim.clip_grad_norm")?;
     let every = config.usize("train.checkpoint_every")?.max(1);
+    // Every rank checks the weights (the replicas are equal, so none waits for a root that
+    // stopped); the root writes.
+    let write_checkpoint =
+        |model: &EncoderHead<f32>, optimizer: &dyn Optimizer<f32>, position: Position| {
+            checkpoint::check_finite(model, position, &checkpoint_path)?;
+            if root {
+                checkpoint::save(&checkpoint_path, config, model, optimizer, position)?;
+            }
+            Ok::<(), Error>(())
+        };
     let mut progress = Progress::new(
         options.progress && root && std::io::stderr().is_terminal(),
         epochs,
@@ -272,16 +282,7 @@ fn train_inner(
                 started,
             );
             if stop_all {
-                checkpoint::check_finite(&model, position, &checkpoint_path)?;
-                if root {
-                    checkpoint::save(
-                        &checkpoint_path,
-                        config,
-                        &model,
-                        optimizer.as_ref(),
-                        position,
-                    )?;
-                }
+                write_checkpoint(&model, optimizer.as_ref(), position)?;
                 progress.finish();
                 return Ok(RunOutcome {
                     status: RunStatus::Interrupted(position),
@@ -316,17 +317,7 @@ fn train_inner(
             global_step: position.global_step,
         };
         if (epoch + 1) % every == 0 || epoch + 1 == epochs {
-            // On every rank (the replicas are equal), so that none waits for a root that stopped.
-            checkpoint::check_finite(&model, position, &checkpoint_path)?;
-            if root {
-                checkpoint::save(
-                    &checkpoint_path,
-                    config,
-                    &model,
-                    optimizer.as_ref(),
-                    position,
-                )?;
-            }
+            write_checkpoint(&model, optimizer.as_ref(), position)?;
         }
     }
     progress.finish();
